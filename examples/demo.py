@@ -1,0 +1,158 @@
+"""The demo: every example on one index page.
+
+Run: ``gunicorn -c examples/gunicorn.conf.py`` (see the README).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from flask import Flask, render_template, request
+
+from flask_streaming import (
+    ResponseStream,
+    Streaming,
+    download_response,
+    ndjson_response,
+    produce,
+    sse_response,
+    stream_response,
+)
+
+EXAMPLES = [
+    ("clock", "Clock", "A Server-Sent Events clock, one tick a second."),
+    ("progress", "Task progress", "A long task reports its progress as events."),
+    ("logtail", "Log tail", "Lines appended to a log file stream to the page."),
+    ("dataset", "NDJSON dataset", "A large table streamed as newline-delimited JSON."),
+    ("download", "File download", "A generated file served with sendfile and Range."),
+]
+
+
+def create_app(config: dict[str, object] | None = None) -> Flask:
+    """The demo app; *config* overrides settings (tests use it)."""
+    app = Flask(__name__)
+    app.config.from_mapping(config or {})
+    Streaming(app)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    log_file = Path(app.instance_path, "demo.log")
+
+    @app.get("/")
+    def index() -> str:
+        return render_template("index.html", examples=EXAMPLES)
+
+    @app.get("/clock")
+    def clock_page() -> str:
+        return render_template("clock.html")
+
+    @app.get("/clock/events")
+    def clock_events():  # type: ignore[no-untyped-def]
+        def ticks() -> Iterator[dict[str, object]]:
+            while True:
+                yield {"event": "tick", "data": {"time": time.strftime("%H:%M:%S")}}
+                time.sleep(1)
+
+        return sse_response(ticks())
+
+    @app.get("/progress")
+    def progress_page() -> str:
+        return render_template("progress.html")
+
+    @app.get("/progress/events")
+    def progress_events():  # type: ignore[no-untyped-def]
+        steps = min(max(request.args.get("steps", 20, type=int), 1), 1000)
+        delay = min(max(request.args.get("delay", 0.2, type=float), 0.0), 5.0)
+
+        def start(stream):  # type: ignore[no-untyped-def]
+            for i in range(1, steps + 1):
+                time.sleep(delay)
+                if stream.emit({"done": i, "total": steps}, event="progress"):
+                    return None  # the client left
+            stream.emit({"result": "finished"}, event="complete")
+            stream.close()
+            return None
+
+        return produce(start)
+
+    @app.get("/logtail")
+    def logtail_page() -> str:
+        return render_template("logtail.html")
+
+    @app.post("/logtail/append")
+    def logtail_append():  # type: ignore[no-untyped-def]
+        line = (request.get_json(silent=True) or {}).get("line", "")
+        with log_file.open("a", encoding="utf-8") as f:
+            f.write(str(line).replace("\n", " ")[:1000] + "\n")
+        return {"ok": True}
+
+    @app.get("/logtail/events")
+    def logtail_events():  # type: ignore[no-untyped-def]
+        def tail() -> Iterator[dict[str, object]]:
+            log_file.touch()
+            with log_file.open(encoding="utf-8") as f:
+                f.seek(0, os.SEEK_END)
+                while True:
+                    line = f.readline()
+                    if line:
+                        yield {"event": "line", "data": line.rstrip("\n")}
+                    else:
+                        time.sleep(0.2)
+
+        return sse_response(tail())
+
+    @app.get("/dataset")
+    def dataset_page() -> str:
+        return render_template("dataset.html")
+
+    @app.get("/dataset/rows")
+    def dataset_rows():  # type: ignore[no-untyped-def]
+        count = min(max(request.args.get("count", 1000, type=int), 0), 10_000_000)
+        rows = ({"id": i, "name": f"item {i}", "value": (i * 7919) % 1000} for i in range(count))
+        return ndjson_response(rows)
+
+    @app.get("/download")
+    def download_page() -> str:
+        return render_template("download.html")
+
+    @app.get("/download/file")
+    def download_file():  # type: ignore[no-untyped-def]
+        path = Path(app.instance_path, "demo-download.bin")
+        if not path.exists():
+            path.write_bytes(bytes(range(256)) * 4096)  # 1 MiB
+        return download_response(path, filename="demo données.bin")
+
+    @app.get("/download/generated")
+    def download_generated():  # type: ignore[no-untyped-def]
+        lines = (f"{i},{i * i}\n" for i in range(100_000))
+        return download_response(lines, filename="squares.csv", mimetype="text/csv")
+
+    @app.get("/manual")
+    def manual():  # type: ignore[no-untyped-def]
+        stream = ResponseStream()
+
+        def work() -> None:
+            for i in range(1, 6):
+                if stream.write(f"step {i} done\n"):
+                    return
+                time.sleep(0.2)
+            stream.close()
+
+        # A thread is a greenlet under gunicorn's gevent worker (monkey-patched).
+        threading.Thread(target=work, daemon=True).start()
+        return stream.response
+
+    @app.get("/text")
+    def text():  # type: ignore[no-untyped-def]
+        if request.args.get("fail"):
+
+            def failing() -> Iterator[str]:
+                yield "partial line\n"
+                raise RuntimeError("the data source broke")
+
+            return stream_response(failing())
+        return stream_response(f"line {i}\n" for i in range(1000))
+
+    return app

@@ -1,0 +1,123 @@
+"""The one exception family of flask_streaming.
+
+Views raise; the blueprint's error handler turns every :class:`StreamingError`
+(and any :class:`~werkzeug.exceptions.HTTPException` raised under the
+blueprint) into the same JSON body::
+
+    {"error": "<machine_code>", "message": "...", ...details}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+
+class StreamingError(Exception):
+    """An error with an HTTP status, a machine-readable code and a message.
+
+    :param message: text for a human.
+    :param code: machine code, e.g. ``"segment_conflict"``.
+    :param status: the HTTP status code of the response.
+    :param headers: extra response headers, e.g. ``Retry-After``.
+    :param details: further JSON-serialisable members of the body.
+    """
+
+    status: int = 400
+    code: str = "bad_request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+        **details: Any,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.headers = headers or {}
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON body of this error."""
+        return {"error": self.code, "message": self.message, **self.details}
+
+    def response(self) -> Response:
+        """A JSON :class:`~flask.Response` for this error."""
+        rv = jsonify(self.to_dict())
+        rv.status_code = self.status
+        rv.headers.update(self.headers)
+        return rv
+
+
+class BadRequest(StreamingError):
+    """400: malformed input."""
+
+    status, code = 400, "bad_request"
+
+
+class Forbidden(StreamingError):
+    """403: an authorization hook said no."""
+
+    status, code = 403, "forbidden"
+
+
+class NotFound(StreamingError):
+    """404: unknown id or channel."""
+
+    status, code = 404, "not_found"
+
+
+class Conflict(StreamingError):
+    """409: the request contradicts what the server already holds."""
+
+    status, code = 409, "conflict"
+
+
+class Gone(StreamingError):
+    """410: the resource existed and has expired."""
+
+    status, code = 410, "gone"
+
+
+class PayloadTooLarge(StreamingError):
+    """413: a size limit was exceeded."""
+
+    status, code = 413, "payload_too_large"
+
+
+class TooManyRequests(StreamingError):
+    """429: a per-client quota was exceeded."""
+
+    status, code = 429, "too_many_requests"
+
+
+class ServiceUnavailable(StreamingError):
+    """503: a per-worker limit was reached; retry later."""
+
+    status, code = 503, "service_unavailable"
+
+
+def _http_code(exc: HTTPException) -> str:
+    return (exc.name or "error").lower().replace(" ", "_").replace("'", "")
+
+
+def http_error_response(exc: HTTPException) -> Response:
+    """Turn a Werkzeug :class:`HTTPException` into the JSON error shape."""
+    err = StreamingError(
+        exc.description or exc.name or "error",
+        code=_http_code(exc),
+        status=exc.code or 500,
+    )
+    rv = err.response()
+    if exc.code == 405 and exc.valid_methods:  # type: ignore[attr-defined]
+        rv.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+    return rv

@@ -1,0 +1,335 @@
+"""Server-Sent Events: the encoder and the response helpers.
+
+* :class:`ServerSentEvent` encodes one event exactly to the WHATWG
+  event-stream rules.
+* :func:`sse_response` streams an app's own (sync) generator, with heartbeats
+  while the generator waits, disconnect detection and a ``stream-error``
+  event when it raises.
+* :func:`produce` is the push-style API of sveltekit-sse: ``start(stream)``
+  gets an :class:`EventStream` to ``emit`` on from any greenlet.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from flask import Response, current_app, has_app_context, request, stream_with_context
+from flask.json.provider import DefaultJSONProvider
+
+from .settings import get_settings
+from .transport import Outbox, Producer, StreamBody, gevent_active, pump
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_FORBIDDEN = re.compile(r"[\r\n\x00]")
+
+#: The heartbeat: a comment, which every client ignores.
+PING = b": ping\n\n"
+
+#: Headers of every event stream. No hop-by-hop ``Connection`` header: WSGI
+#: forbids it and the server manages the connection.
+SSE_HEADERS = {
+    "Cache-Control": "no-cache, no-store",
+    "X-Accel-Buffering": "no",
+}
+
+_EVENT_FIELDS = frozenset({"data", "event", "id", "retry", "comment"})
+
+
+def json_dumps() -> Callable[[Any], str]:
+    """A compact JSON encoder: the app's JSON provider when there is an app
+    (its ``default`` hook for dates, UUIDs, dataclasses), else the stdlib."""
+    default: Any = None
+    if has_app_context():
+        provider = current_app.json
+        if not isinstance(provider, DefaultJSONProvider):
+            return provider.dumps
+        default = provider.default
+    return json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=default).encode
+
+
+def _check_field(name: str, value: str) -> str:
+    if _FORBIDDEN.search(value):
+        raise ValueError(f"SSE {name} must not contain CR, LF or NUL: {value!r}")
+    return value
+
+
+class ServerSentEvent:
+    """One event of an event stream.
+
+    :param data: ``str`` is sent as is (split into ``data:`` lines on CR, LF
+        and CRLF only), ``bytes`` are decoded as UTF-8, anything else is
+        encoded as compact JSON. ``None``: no ``data:`` line, so the event
+        does not dispatch (useful for a lone ``retry`` or comment).
+    :param event: the event type; clients dispatch it by name.
+    :param id: sets the client's last event id (``0`` and ``""`` are kept).
+    :param retry: the client's reconnection time in milliseconds.
+    :param comment: a comment line, ignored by clients.
+    :raises ValueError: CR, LF or NUL in ``event``, ``id`` or ``comment``, or
+        a ``retry`` that is not a non-negative integer.
+    """
+
+    __slots__ = ("comment", "data", "event", "id", "retry")
+
+    def __init__(
+        self,
+        data: Any = None,
+        *,
+        event: str | None = None,
+        id: str | int | None = None,
+        retry: int | None = None,
+        comment: str | None = None,
+    ) -> None:
+        if retry is not None and (
+            not isinstance(retry, int) or isinstance(retry, bool) or retry < 0
+        ):
+            raise ValueError(f"SSE retry must be a non-negative int, not {retry!r}")
+        self.data = data
+        self.event = None if event is None else _check_field("event", str(event))
+        self.id = None if id is None else _check_field("id", str(id))
+        self.retry = retry
+        self.comment = None if comment is None else _check_field("comment", str(comment))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(
+            f"{k}={getattr(self, k)!r}" for k in self.__slots__ if getattr(self, k) is not None
+        )
+        return f"ServerSentEvent({fields})"
+
+    def encode(self, dumps: Callable[[Any], str] | None = None) -> bytes:
+        """The event as UTF-8 bytes, ending with the blank line that
+        dispatches it.
+
+        :param dumps: JSON encoder for non-text data (default:
+            :func:`json_dumps`).
+        """
+        out: list[str] = []
+        if self.comment is not None:
+            out.append(f": {self.comment}" if self.comment else ":")
+        if self.id is not None:
+            out.append(f"id: {self.id}" if self.id else "id:")
+        if self.event is not None:
+            out.append(f"event: {self.event}")
+        if self.data is not None:
+            out.extend(data_lines(self.data, dumps))
+        if self.retry is not None:
+            out.append(f"retry: {self.retry}")
+        out.append("\n")
+        return "\n".join(out).encode("utf-8")
+
+
+def data_lines(data: Any, dumps: Callable[[Any], str] | None = None) -> list[str]:
+    """The ``data:`` lines for *data* (see :class:`ServerSentEvent`)."""
+    if isinstance(data, bytes):
+        text = data.decode("utf-8")
+    elif isinstance(data, str):
+        text = data
+    else:
+        text = (dumps or json_dumps())(data)
+    return [f"data: {line}" if line else "data:" for line in _LINE_BREAK.split(text)]
+
+
+def to_event(item: Any) -> ServerSentEvent:
+    """Turn one item an app yields into a :class:`ServerSentEvent`.
+
+    A :class:`ServerSentEvent` is kept; a dict whose keys are all event fields
+    (``data``, ``event``, ``id``, ``retry``, ``comment``) gives those fields,
+    as in sse-starlette; anything else becomes the event's data.
+    """
+    if isinstance(item, ServerSentEvent):
+        return item
+    if isinstance(item, Mapping) and item and _EVENT_FIELDS.issuperset(item):
+        return ServerSentEvent(**item)
+    return ServerSentEvent(item)
+
+
+def _event_body(
+    outbox: Outbox,
+    *,
+    ping: float | None,
+    retry: int | None,
+    producer: Producer | None = None,
+    on_close: Iterable[Callable[[], Any]] = (),
+    channels: tuple[str, ...] = (),
+) -> StreamBody:
+    settings = get_settings()
+    if retry is None:
+        retry = settings.retry
+    prelude = b": stream opened\n\n"
+    if retry is not None:
+        prelude += ServerSentEvent(retry=retry).encode()
+    return StreamBody(
+        outbox,
+        app=current_app._get_current_object(),  # type: ignore[attr-defined]
+        environ=request.environ,
+        prelude=prelude,
+        ping=settings.ping_interval if ping is None else ping,
+        ping_bytes=PING,
+        producer=producer,
+        on_close=on_close,
+        channels=channels,
+    )
+
+
+def event_stream_response(
+    body: StreamBody, *, headers: Mapping[str, str] | None = None, status: int = 200
+) -> Response:
+    """Wrap a :class:`~flask_streaming.transport.StreamBody` of SSE bytes in a
+    :class:`~flask.Response` with the event-stream headers."""
+    rv = Response(
+        body,
+        status=status,
+        mimetype="text/event-stream",
+        headers=SSE_HEADERS,
+        direct_passthrough=True,
+    )
+    if headers:
+        rv.headers.update(headers)
+    return rv
+
+
+def error_event() -> Callable[[BaseException], bytes]:
+    """The ``stream-error`` event sent before aborting a failed stream."""
+    message = get_settings().error_message
+
+    def encode(exc: BaseException) -> bytes:
+        return ServerSentEvent({"message": message}, event="stream-error").encode(
+            json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+        )
+
+    return encode
+
+
+def sse_response(
+    source: Iterable[Any],
+    *,
+    ping: float | None = None,
+    retry: int | None = None,
+    headers: Mapping[str, str] | None = None,
+    status: int = 200,
+) -> Response:
+    """Stream *source* as Server-Sent Events.
+
+    :param source: any iterable or (sync) generator of ``str``, ``bytes``,
+        ``dict`` or :class:`ServerSentEvent` (see :func:`to_event`). It runs
+        inside the request context (:func:`~flask.stream_with_context`) in a
+        greenlet of its own, so heartbeats go out while it waits.
+    :param ping: seconds between heartbeats (default ``STREAMING_PING_INTERVAL``).
+    :param retry: ``retry:`` sent first (default ``STREAMING_RETRY``).
+    :param headers: extra response headers.
+    :param status: the response status.
+
+    The status line, the headers and a first comment are sent at once. When
+    the client leaves, the generator is stopped (its ``finally`` runs). When
+    it raises, a ``stream-error`` event is sent and the connection aborted.
+    """
+    dumps = json_dumps()
+
+    def encode(item: Any) -> bytes:
+        return to_event(item).encode(dumps)
+
+    producer = pump(stream_with_context(iter(source)), encode, on_error=error_event())
+    body = _event_body(Outbox(), ping=ping, retry=retry, producer=producer)
+    return event_stream_response(body, headers=headers, status=status)
+
+
+class StreamClosedError(Exception):
+    """Returned (not raised) by :meth:`EventStream.emit` once the stream ended."""
+
+
+class EventStream:
+    """The handle :func:`produce` passes to ``start``: emit events, close.
+
+    Emitting is safe from any greenlet of the worker.
+    """
+
+    def __init__(self, outbox: Outbox, dumps: Callable[[Any], str]) -> None:
+        self._outbox = outbox
+        self._dumps = dumps
+
+    @property
+    def closed(self) -> bool:
+        """``True`` once the stream ended (closed, or the client left)."""
+        return not self._outbox.open
+
+    def emit(
+        self,
+        data: Any,
+        *,
+        event: str | None = None,
+        id: str | int | None = None,
+        retry: int | None = None,
+    ) -> StreamClosedError | None:
+        """Send one event. Returns ``None``, or a :class:`StreamClosedError`
+        once the stream ended (never raises for that)."""
+        raw = ServerSentEvent(data, event=event, id=id, retry=retry).encode(self._dumps)
+        if self._outbox.put(raw):
+            return None
+        return StreamClosedError("the stream is closed")
+
+    def close(self) -> None:
+        """End the stream after what was emitted (releases the lock)."""
+        self._outbox.finish("closed")
+
+
+def produce(
+    start: Callable[[EventStream], Callable[[], Any] | None],
+    *,
+    ping: float | None = None,
+    stop: Callable[[], Any] | None = None,
+    retry: int | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """An event stream driven by ``start(stream)``, as sveltekit-sse's
+    ``produce``.
+
+    ``start`` runs in its own greenlet inside the request context and gets an
+    :class:`EventStream`. The stream stays open (locked) until
+    :meth:`EventStream.close` or until the client leaves. If ``start``
+    returns a callable, it is called when the stream ends; so is *stop*.
+    If ``start`` raises, a ``stream-error`` event is sent and the connection
+    aborted.
+    """
+    stream = EventStream(Outbox(), json_dumps())
+    cancels: list[Callable[[], Any]] = [stop] if stop else []
+    on_error = error_event()
+
+    def run() -> Iterator[str]:
+        try:
+            cancel = start(stream)
+        except Exception as exc:
+            current_app.logger.exception("flask_streaming: produce() start raised")
+            stream._outbox.finish("error", on_error(exc))
+            return
+        if callable(cancel):
+            cancels.insert(0, cancel)
+        yield ""
+
+    started = stream_with_context(run())  # captures the request context here
+
+    def cleanup() -> None:
+        for fn in cancels:
+            fn()
+
+    body = _event_body(
+        stream._outbox,
+        ping=ping,
+        retry=retry,
+        producer=Producer(lambda outbox: list(started)),
+        on_close=[cleanup],
+    )
+    return event_stream_response(body, headers=headers)
+
+
+__all__ = [
+    "PING",
+    "EventStream",
+    "ServerSentEvent",
+    "StreamClosedError",
+    "event_stream_response",
+    "gevent_active",
+    "produce",
+    "sse_response",
+]

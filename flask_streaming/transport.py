@@ -1,0 +1,420 @@
+"""How encoded bytes get from a producer to the WSGI server.
+
+Every streaming response of flask_streaming is a :class:`StreamBody`: a WSGI
+iterable that drains an :class:`Outbox` with one write per wake-up, sends a
+heartbeat while idle, notices a client that went away, and runs its close
+callbacks exactly once, whatever ended the stream.
+
+Producers fill the outbox from wherever they run: a greenlet that iterates an
+app's generator (:func:`pump`), a view's own greenlet through
+:class:`~flask_streaming.responses.ResponseStream`, or (in the channels issue)
+a broker's fan-out. Under gunicorn's gevent worker the producer is a
+greenlet; under any other server it is a daemon thread, and one warning says
+that long-lived streams need gevent.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from flask import Flask
+
+from .signals import stream_closed, stream_opened
+
+logger = logging.getLogger("flask_streaming")
+
+_ids = itertools.count(1)
+_warned_sync = False
+
+
+def gevent_active() -> bool:
+    """``True`` when the process is monkey-patched by gevent, as under
+    gunicorn's gevent worker."""
+    if "gevent.monkey" not in sys.modules:
+        return False
+    from gevent import monkey
+
+    return bool(monkey.is_module_patched("socket"))
+
+
+def _warn_sync_once() -> None:
+    global _warned_sync
+    if not _warned_sync:
+        _warned_sync = True
+        logger.warning(
+            "flask_streaming: not running under gevent; streams use a thread each "
+            "and long-lived streams tie up the server. Deploy with gunicorn's "
+            "gevent worker (gunicorn -k gevent) for heartbeats and many clients."
+        )
+
+
+class StreamAborted(RuntimeError):
+    """Raised out of a :class:`StreamBody` after a producer failed, so that the
+    server aborts the connection instead of ending a short body cleanly."""
+
+
+class Outbox:
+    """Bytes waiting to be written to one client.
+
+    :param high_water: a producer that finds this many bytes waiting blocks in
+        :meth:`wait_room` until the writer drained them.
+    :param green: use gevent primitives (else thread-safe ones).
+    """
+
+    __slots__ = (
+        "_chunks",
+        "_lock",
+        "_room",
+        "_wake",
+        "error",
+        "finished",
+        "first_at",
+        "gone",
+        "high_water",
+        "reason",
+        "size",
+    )
+
+    def __init__(self, *, high_water: int = 65536, green: bool | None = None) -> None:
+        if green is None:
+            green = gevent_active()
+        if green:
+            from gevent.event import Event
+
+            self._wake: Any = Event()
+            self._room: Any = Event()
+            self._lock: Any = None
+        else:
+            self._wake = threading.Event()
+            self._room = threading.Event()
+            self._lock = threading.Lock()
+        self._room.set()
+        self._chunks: list[bytes] = []
+        self.size = 0
+        self.first_at = 0.0
+        self.high_water = high_water
+        #: no more data will come; the writer sends what is left, then ends.
+        self.finished = False
+        #: the client went away; nothing more is written.
+        self.gone = False
+        #: why the stream ended (see :data:`~flask_streaming.signals.stream_closed`).
+        self.reason: str | None = None
+        #: bytes to send before aborting, when a producer failed.
+        self.error: bytes | None = None
+
+    @property
+    def open(self) -> bool:
+        """``True`` while data put now would still be sent."""
+        return not (self.finished or self.gone)
+
+    def put(self, data: bytes, *, flush: bool = True) -> bool:
+        """Queue *data*; return ``False`` (and drop it) once the stream ended.
+
+        :param flush: wake the writer now; ``False`` lets the writer coalesce
+            until ``high_water`` or its flush interval.
+        """
+        if self.finished or self.gone:
+            return False
+        if self._lock is not None:
+            with self._lock:
+                self._append(data)
+        else:
+            self._append(data)
+        if flush or self.size >= self.high_water or len(self._chunks) == 1:
+            self._wake.set()
+        return True
+
+    def _append(self, data: bytes) -> None:
+        if not self._chunks:
+            self.first_at = time.monotonic()
+        self._chunks.append(data)
+        self.size += len(data)
+
+    def wait_room(self) -> None:
+        """Block the producer while the writer is ``high_water`` bytes behind."""
+        while self.size >= self.high_water and not (self.gone or self.finished):
+            self._room.clear()
+            if self.size >= self.high_water and not self.gone:
+                self._room.wait()
+
+    def drain(self) -> bytes:
+        """Take everything waiting, as one bytes object."""
+        if self._lock is not None:
+            with self._lock:
+                chunks, self._chunks, self.size = self._chunks, [], 0
+        else:
+            chunks, self._chunks, self.size = self._chunks, [], 0
+        self._room.set()
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def finish(self, reason: str = "complete", error: bytes | None = None) -> None:
+        """No more data will come; the writer sends what is left and ends."""
+        if self.finished:
+            return
+        self.finished = True
+        self.reason = self.reason or reason
+        self.error = error
+        self._wake.set()
+        self._room.set()
+
+    def disconnect(self) -> None:
+        """The client went away: stop writing, wake every waiter."""
+        self.gone = True
+        self.reason = self.reason or "disconnect"
+        self._wake.set()
+        self._room.set()
+
+    def clear_wake(self) -> None:
+        self._wake.clear()
+
+    def wait(self, timeout: float | None) -> bool:
+        """Wait until woken or *timeout* seconds passed; ``True`` if woken."""
+        return bool(self._wake.wait(timeout))
+
+
+class _DisconnectWatcher:
+    """Notices a client that closed its connection while the stream is idle.
+
+    A WSGI app normally learns of a disconnect only when a write fails; under
+    gunicorn's gevent worker we also watch the socket for readability and peek
+    at it: an orderly close reads as EOF at once.
+    """
+
+    __slots__ = ("_raw", "_watcher")
+
+    def __init__(self, environ: dict[str, Any], outbox: Outbox) -> None:
+        self._watcher: Any = None
+        sock = environ.get("gunicorn.socket")
+        raw = getattr(sock, "_sock", None)
+        if raw is None or not gevent_active():
+            return
+        try:
+            fd = raw.fileno()
+        except OSError:
+            return
+        from gevent import get_hub
+
+        self._raw = raw
+        self._watcher = get_hub().loop.io(fd, 1)
+
+        def readable() -> None:
+            try:
+                peek = raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            except OSError:
+                peek = b""
+            self.stop()
+            if not peek:
+                outbox.disconnect()
+            # else: the client sent more (a pipelined request); a failed
+            # write will tell us if it leaves.
+
+        self._watcher.start(readable)
+
+    def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher.close()
+            self._watcher = None
+
+
+class Task:
+    """A producer running beside the writer: a greenlet under gevent, a daemon
+    thread elsewhere. :meth:`kill` stops a greenlet at once (its ``finally``
+    blocks run); a thread stops at its next write to a finished outbox."""
+
+    __slots__ = ("_handle",)
+
+    def __init__(self, fn: Callable[[], None], *, green: bool) -> None:
+        if green:
+            import gevent
+
+            self._handle: Any = gevent.spawn(fn)
+        else:
+            self._handle = threading.Thread(target=fn, daemon=True, name="flask-streaming")
+            self._handle.start()
+
+    def kill(self, timeout: float = 5.0) -> None:
+        import greenlet
+
+        h = self._handle
+        if isinstance(h, greenlet.greenlet) and h is not greenlet.getcurrent() and not h.dead:
+            h.kill(block=True, timeout=timeout)
+
+
+class Producer:
+    """Runs ``fn(outbox)`` in a :class:`Task` when the stream starts (after its
+    first bytes went out) and kills it when the stream ends."""
+
+    __slots__ = ("_task", "fn")
+
+    def __init__(self, fn: Callable[[Outbox], Any]) -> None:
+        self.fn = fn
+        self._task: Task | None = None
+
+    def start(self, body: StreamBody) -> None:
+        outbox = body.outbox
+        self._task = Task(lambda: self.fn(outbox), green=body.green)
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.kill()
+
+
+def pump(
+    iterable: Iterable[Any],
+    encode: Callable[[Any], bytes],
+    *,
+    on_error: Callable[[BaseException], bytes | None] | None = None,
+    flush: bool = True,
+) -> Producer:
+    """A :class:`Producer` that puts each encoded item of *iterable* into the
+    outbox, blocking while the writer is behind.
+
+    :param encode: turns one item into bytes (``b""`` to skip it).
+    :param on_error: bytes to send to the client before aborting when the
+        iterable raises (``None``: abort without a word).
+    :param flush: wake the writer for every item (SSE) or let it coalesce.
+    """
+
+    def run(outbox: Outbox) -> None:
+        it = iter(iterable)
+        try:
+            for item in it:
+                data = encode(item)
+                if data and not outbox.put(data, flush=flush):
+                    break
+                if outbox.size >= outbox.high_water:
+                    outbox.wait_room()
+            else:
+                outbox.finish("complete")
+        except Exception as exc:
+            logger.exception("flask_streaming: the stream's source raised")
+            error = on_error(exc) if on_error is not None else None
+            outbox.finish("error", error or b"")
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
+    return Producer(run)
+
+
+class StreamBody:
+    """The WSGI iterable of a streaming response.
+
+    :param outbox: where producers put encoded bytes.
+    :param prelude: bytes sent at once, so that headers and a first chunk
+        reach the client before any data exists.
+    :param ping: seconds between heartbeats while idle (``None``: none).
+    :param ping_bytes: the heartbeat (an SSE comment for event streams).
+    :param flush_interval: the longest time data waits to be coalesced.
+    :param producer: started on the first iteration, stopped on close.
+    :param on_close: callables run once when the stream ends.
+    :param channels: channel names, reported in the signals.
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        *,
+        app: Flask | None = None,
+        environ: dict[str, Any] | None = None,
+        prelude: bytes = b"",
+        ping: float | None = None,
+        ping_bytes: bytes = b"",
+        flush_interval: float = 0.0,
+        producer: Producer | None = None,
+        on_close: Iterable[Callable[[], Any]] = (),
+        channels: tuple[str, ...] = (),
+    ) -> None:
+        self.id = next(_ids)
+        self.outbox = outbox
+        self.green = outbox._lock is None
+        self.app = app
+        self.environ = environ or {}
+        self.prelude = prelude
+        self.ping = ping if ping and ping_bytes else None
+        self.ping_bytes = ping_bytes
+        self.flush_interval = flush_interval
+        self.producer = producer
+        self.on_close = list(on_close)
+        self.channels = channels
+        self.started = False
+        self.closed = False
+        self._watcher: _DisconnectWatcher | None = None
+
+    @property
+    def reason(self) -> str | None:
+        """Why the stream ended, once it did."""
+        return self.outbox.reason
+
+    @property
+    def remote_addr(self) -> str | None:
+        return self.environ.get("REMOTE_ADDR")
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._run()
+
+    def _run(self) -> Iterator[bytes]:
+        outbox = self.outbox
+        self.started = True
+        if not self.green:
+            _warn_sync_once()
+        self._watcher = _DisconnectWatcher(self.environ, outbox)
+        if self.app is not None:
+            stream_opened.send(self.app, stream=self, channels=self.channels)
+        yield self.prelude
+        if self.producer is not None:
+            self.producer.start(self)
+        interval, ping = self.flush_interval, self.ping
+        monotonic = time.monotonic
+        while True:
+            outbox.clear_wake()
+            if outbox.gone:
+                return
+            if outbox.size:
+                wait = 0.0
+                if interval and not outbox.finished and outbox.size < outbox.high_water:
+                    wait = interval - (monotonic() - outbox.first_at)
+                if wait <= 0:
+                    yield outbox.drain()
+                    continue
+                outbox.wait(wait)
+                continue
+            if outbox.finished:
+                if outbox.error is not None:
+                    if outbox.error:
+                        yield outbox.error
+                    raise StreamAborted("the stream's source failed")
+                return
+            if not outbox.wait(ping) and ping is not None and not outbox.gone:
+                yield self.ping_bytes
+
+    def close(self) -> None:
+        """Called by the server when the response ends, however it ends."""
+        if self.closed:
+            return
+        self.closed = True
+        outbox = self.outbox
+        if not outbox.finished:
+            outbox.disconnect()
+        if self._watcher is not None:
+            self._watcher.stop()
+        if self.producer is not None:
+            self.producer.stop()
+        for fn in self.on_close:
+            try:
+                fn()
+            except Exception:
+                logger.exception("flask_streaming: a stop callback raised")
+        if self.started and self.app is not None:
+            stream_closed.send(self.app, stream=self, channels=self.channels, reason=outbox.reason)

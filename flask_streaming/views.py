@@ -1,0 +1,98 @@
+"""The blueprint: the built-in routes, JSON errors and CORS for all of them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from .errors import StreamingError, http_error_response
+from .settings import Settings
+
+#: Request headers a cross-origin client may send (tus and the native
+#: upload protocol included).
+CORS_ALLOW_HEADERS = (
+    "Content-Type, Last-Event-ID, Authorization, X-Requested-With, "
+    "X-Stream-Id, X-Stream-Segment, X-Stream-Done, X-Stream-Checksum, "
+    "X-Svelte-Stream-Id, X-Svelte-Stream-Segment, X-Svelte-Stream-Done, "
+    "Tus-Resumable, Upload-Length, Upload-Offset, Upload-Metadata, "
+    "Upload-Defer-Length, Upload-Concat, Upload-Checksum, X-HTTP-Method-Override"
+)
+#: Response headers a cross-origin client may read.
+CORS_EXPOSE_HEADERS = (
+    "Location, Retry-After, Upload-Offset, Upload-Length, Tus-Version, Tus-Resumable, "
+    "Tus-Max-Size, Tus-Extension, Upload-Metadata, Upload-Defer-Length, Upload-Concat, "
+    "Upload-Expires"
+)
+CORS_METHODS = "GET, POST, HEAD, PATCH, DELETE, OPTIONS"
+
+
+def apply_cors(settings: Settings, response: Response) -> Response:
+    """Add CORS headers for an allowed ``Origin`` (none for others)."""
+    origin = request.headers.get("Origin")
+    allowed = settings.cors_origins
+    if not origin or not allowed or ("*" not in allowed and origin.rstrip("/") not in allowed):
+        return response
+    h = response.headers
+    wildcard = "*" in allowed and not settings.cors_credentials
+    h["Access-Control-Allow-Origin"] = "*" if wildcard else origin
+    if not wildcard:
+        h.add("Vary", "Origin")
+    if settings.cors_credentials:
+        h["Access-Control-Allow-Credentials"] = "true"
+    h["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        h["Access-Control-Allow-Methods"] = CORS_METHODS
+        h["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+        h["Access-Control-Max-Age"] = str(settings.cors_max_age)
+    return response
+
+
+def create_blueprint(
+    settings: Settings, decorators: Iterable[Callable[..., Any]] = ()
+) -> Blueprint:
+    """Build the blueprint for one app's *settings*; *decorators* wrap every
+    view (innermost first)."""
+    bp = Blueprint("streaming", __name__, static_folder="static")
+    decorators = list(decorators)
+
+    def route(rule: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def register(view: Callable[..., Any]) -> Callable[..., Any]:
+            wrapped = view
+            for decorate in decorators:
+                wrapped = decorate(wrapped)
+            bp.add_url_rule(rule, view.__name__, wrapped, **options)
+            return view
+
+        return register
+
+    @bp.errorhandler(StreamingError)
+    def streaming_error(exc: StreamingError) -> Response:
+        return exc.response()
+
+    @bp.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        return http_error_response(exc)
+
+    @bp.after_request
+    def cors(response: Response) -> Response:
+        return apply_cors(settings, response)
+
+    if "index" in settings.routes:
+
+        @route("/", methods=["GET"])
+        def index() -> Response:
+            """What this server offers: the package version and route groups."""
+            from . import __version__
+
+            return jsonify(
+                {
+                    "name": "flask_streaming",
+                    "version": __version__,
+                    "routes": sorted(settings.routes),
+                }
+            )
+
+    return bp
