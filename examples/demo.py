@@ -13,6 +13,7 @@ from pathlib import Path
 
 from flask import Flask, render_template, request
 
+from examples import uploads as upload_example
 from flask_streaming import (
     ResponseStream,
     Streaming,
@@ -29,14 +30,16 @@ EXAMPLES = [
     ("logtail", "Log tail", "Lines appended to a log file stream to the page."),
     ("dataset", "NDJSON dataset", "A large table streamed as newline-delimited JSON."),
     ("download", "File download", "A generated file served with sendfile and Range."),
+    ("record", "Microphone recorder", "MediaRecorder chunks streamed as upload segments; partial and final hooks."),
 ]
 
 
 def create_app(config: dict[str, object] | None = None) -> Flask:
     """The demo app; *config* overrides settings (tests use it)."""
-    app = Flask(__name__)
+    app = Flask(__name__, instance_path=os.environ.get("INSTANCE_PATH"))
     app.config.from_mapping(config or {})
     Streaming(app)
+    upload_example.register(app)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     log_file = Path(app.instance_path, "demo.log")
 

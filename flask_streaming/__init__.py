@@ -12,27 +12,48 @@ from .responses import (
     ndjson_response,
     stream_response,
 )
+from .channels import subscribe_response
 from .settings import Settings
-from .signals import stream_closed, stream_opened
+from .signals import (
+    event_published,
+    segment_received,
+    stream_closed,
+    stream_opened,
+    upload_aborted,
+    upload_completed,
+    upload_created,
+    upload_expired,
+)
 from .sse import EventStream, ServerSentEvent, StreamClosedError, produce, sse_response
+from .uploads import Segment, UploadSession, get_upload_service
 
 __version__ = "0.1.0"
 
 __all__ = [
     "EventStream",
     "ResponseStream",
+    "Segment",
     "ServerSentEvent",
     "Settings",
     "StreamClosedError",
     "Streaming",
     "StreamingError",
+    "UploadSession",
     "__version__",
     "chunked_response",
     "download_response",
+    "event_published",
+    "get_upload_service",
     "ndjson_response",
     "produce",
+    "segment_received",
     "sse_response",
     "stream_closed",
     "stream_opened",
     "stream_response",
+    "subscribe_response",
+    "upload_aborted",
+    "upload_completed",
+    "upload_created",
+    "upload_expired",
 ]

@@ -106,6 +106,18 @@ class ServiceUnavailable(StreamingError):
     status, code = 503, "service_unavailable"
 
 
+class Locked(StreamingError):
+    """423: another request is writing the same upload right now."""
+
+    status, code = 423, "locked"
+
+
+class InsufficientStorage(StreamingError):
+    """507: the upload store is out of space; nothing was accepted."""
+
+    status, code = 507, "insufficient_storage"
+
+
 def _http_code(exc: HTTPException) -> str:
     return (exc.name or "error").lower().replace(" ", "_").replace("'", "")
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Flask
+from flask import Flask, current_app, has_app_context
 
+from .brokers import Broker, create_broker
 from .settings import Settings
+from .signals import event_published
 from .views import create_blueprint
 
 ViewDecorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -19,6 +23,22 @@ class _State:
     def __init__(self, extension: Streaming, settings: Settings) -> None:
         self.extension = extension
         self.settings = settings
+        self._broker: Broker | None = None
+        self._broker_pid = 0
+
+    @property
+    def broker(self) -> Broker:
+        """This process's broker, made on first use (after gunicorn forked)."""
+        if self._broker is None or self._broker_pid != os.getpid():
+            self._broker = create_broker(self.settings)
+            self._broker_pid = os.getpid()
+        return self._broker
+
+
+def default_channel_authorizer(channel: str, action: str) -> bool:
+    """Without a hook of the app's, channels named ``private-*`` are refused
+    and every other channel is public (as in Pusher's naming)."""
+    return not channel.startswith("private-")
 
 
 class Streaming:
@@ -54,6 +74,22 @@ class Streaming:
         bytes chunked responses coalesce into one write (``65536``).
     ``STREAMING_FLUSH_INTERVAL``
         the longest time (s) chunked data is held back (``0.05``).
+    ``STREAMING_UPLOAD_FOLDER``
+        the upload store (``streaming-uploads`` in the instance folder).
+    ``STREAMING_MAX_SEGMENT_SIZE``
+        largest segment or tus ``PATCH`` body in bytes (64 MiB).
+    ``STREAMING_MAX_UPLOAD_SIZE``
+        largest upload in bytes (4 GiB; ``None``: no limit).
+    ``STREAMING_MAX_SEGMENTS``
+        segments per upload (``10000``).
+    ``STREAMING_SESSION_TIMEOUT``
+        idle seconds before an unfinished upload expires (``600``).
+    ``STREAMING_MAX_SESSIONS_PER_CLIENT``
+        open upload sessions per client address (``20``; ``0``: no limit).
+    ``STREAMING_UPLOAD_LOCK_TIMEOUT``
+        seconds to wait for a busy upload session before 503 (``30``).
+    ``STREAMING_UPLOAD_FSYNC``
+        ``fsync`` upload bytes and records (``False``).
 
     :param app: an app to register with at once.
     :param view_decorators: decorators applied to every view of the
@@ -74,6 +110,9 @@ class Streaming:
         self.view_decorators = list(view_decorators)
         self.register_blueprint = register_blueprint
         self.options = options
+        self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()
+        self._channel_authorizer: Callable[[str, str], bool] = default_channel_authorizer
+        self._upload_authorizer: Callable[[str, Any], bool] | None = None
         if app is not None:
             self.init_app(app)
 
@@ -90,8 +129,82 @@ class Streaming:
             )
         settings = Settings.from_app(app, self.options)
         app.extensions["streaming"] = _State(self, settings)
+        self._apps.add(app)
         if self.register_blueprint and settings.routes:
             app.register_blueprint(
                 create_blueprint(settings, self.view_decorators),
                 url_prefix=settings.url_prefix,
             )
+
+    # -- uploads ---------------------------------------------------------
+
+    def authorize_upload(self, fn: Callable[[str, Any], bool]) -> Callable[[str, Any], bool]:
+        """Decorator: ``fn(action, session) -> bool`` decides, inside the
+        request, whether the current client may act on an upload. *action*
+        is ``"create"`` (*session* ``None``), ``"append"``, ``"complete"``,
+        ``"status"`` or ``"abort"`` (*session* the
+        :class:`~flask_streaming.uploads.UploadSession`; its ``client`` and
+        ``metadata`` help decide). Denied: 403 JSON. Without a hook every
+        upload action is allowed (subject to the limits)."""
+        self._upload_authorizer = fn
+        return fn
+
+    # -- channels --------------------------------------------------------
+
+    def authorize_channel(self, fn: Callable[[str, str], bool]) -> Callable[[str, str], bool]:
+        """Decorator: ``fn(channel, action) -> bool`` decides, inside the
+        request, whether the current user may ``"subscribe"`` to *channel*.
+        Denied: 403 JSON. Without a hook, ``private-*`` channels are refused
+        and all others are public."""
+        self._channel_authorizer = fn
+        return fn
+
+    def channel_allowed(self, channel: str, action: str) -> bool:
+        """Ask the authorization hook."""
+        return bool(self._channel_authorizer(channel, action))
+
+    def _app(self, app: Flask | None) -> Flask:
+        if app is not None:
+            return app
+        if has_app_context():
+            return current_app._get_current_object()  # type: ignore[attr-defined,no-any-return]
+        apps = list(self._apps)
+        if len(apps) == 1:
+            return apps[0]
+        raise RuntimeError("Pass app=...: no app context and not exactly one app registered.")
+
+    def broker(self, app: Flask | None = None) -> Broker:
+        """The broker of *app* (default: the current or only app) in this process."""
+        broker: Broker = self._app(app).extensions["streaming"].broker
+        return broker
+
+    def publish(
+        self,
+        channel: str,
+        data: Any,
+        *,
+        event: str | None = None,
+        id: int | str | None = None,
+        retry: int | None = None,
+        app: Flask | None = None,
+    ) -> str:
+        """Publish *data* on *channel* to every subscriber, on every worker
+        (and machine, with Redis). Works from a view, a CLI command, a
+        greenlet, or a real thread; returns the event id assigned.
+
+        :param data: ``str`` as is, anything else as compact JSON.
+        :param event: the event type (``message`` when ``None``).
+        :param id: an explicit id, an integer above every id so far (default:
+            the broker's next).
+        :param retry: a ``retry:`` field for the subscribers.
+        """
+        target = self._app(app)
+        with target.app_context():
+            from .sse import json_dumps
+
+            dumps = json_dumps()
+        event_id = self.broker(target).publish(
+            channel, data, event=event, id=id, retry=retry, dumps=dumps
+        )
+        event_published.send(target, channel=channel, id=event_id, event=event, data=data)
+        return event_id

@@ -24,7 +24,7 @@ from .settings import get_settings
 from .sse import ServerSentEvent, json_dumps
 from .transport import Outbox, StreamBody, gevent_active, pump
 
-_TEXT = "text/plain; charset=utf-8"
+_TEXT = "text/plain"  # Werkzeug adds "; charset=utf-8" to text/* mimetypes
 #: Block size for reading files when the kernel's sendfile is not available.
 FILE_BLOCK = 1 << 20
 
@@ -63,9 +63,9 @@ def _streamed(
     flush_interval: float | None,
 ) -> Response:
     settings = get_settings()
-    outbox = Outbox(high_water=buffer_size or settings.buffer_size)
-    producer = pump(stream_with_context(iter(iterable)), encode, flush=False)
     interval = settings.flush_interval if flush_interval is None else flush_interval
+    outbox = Outbox(high_water=buffer_size or settings.buffer_size, max_delay=interval)
+    producer = pump(stream_with_context(iter(iterable)), encode, flush=False)
     body = _body(outbox, flush_interval=interval, producer=producer)
     return Response(
         body, status=status, mimetype=mimetype, headers=headers, direct_passthrough=True

@@ -39,6 +39,10 @@ def _opt_int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
+def _opt_str(value: Any) -> str | None:
+    return None if value in (None, "") else str(value)
+
+
 #: Route groups of the blueprint; ``STREAMING_ROUTES`` switches them on.
 ROUTE_GROUPS = frozenset({"index", "events", "uploads", "tus", "client"})
 
@@ -70,6 +74,45 @@ class Settings:
     buffer_size: int = 65536
     #: ... and never hold data longer than this many seconds.
     flush_interval: float = 0.05
+    #: Channels' broker: ``memory://`` (one process) or ``redis://host:port/db``
+    #: (many workers and machines; needs the ``redis`` extra).
+    broker_url: str = "memory://"
+    #: Events kept per channel for ``Last-Event-ID`` replay.
+    history_size: int = 1000
+    #: A subscriber this many events behind is sent a ``retry`` hint and
+    #: disconnected (it resumes by ``Last-Event-ID``).
+    max_queue: int = 1000
+    #: ... or this many bytes behind.
+    max_queue_bytes: int = 4 << 20
+    #: Open channel streams per worker; beyond it a stream gets only a
+    #: jittered ``retry`` and a ``stream-error`` event. Keep it below
+    #: gunicorn's ``worker_connections``.
+    max_connections: int = 9000
+    #: Channels a client may subscribe to on one connection.
+    max_channels: int = 16
+    #: Key prefix of everything the Redis broker stores.
+    redis_prefix: str = "flask_streaming"
+    #: Folder of the upload store; ``None``: ``streaming-uploads`` in the
+    #: app's instance folder.
+    upload_folder: str | None = None
+    #: Largest segment (or tus ``PATCH`` body) in bytes: 413 from
+    #: ``Content-Length`` before reading, and while reading without one.
+    max_segment_size: int = 64 << 20
+    #: Largest upload in bytes (``None``: no limit).
+    max_upload_size: int | None = 4 << 30
+    #: Segments per upload: segment numbers run 0..max_segments-1.
+    max_segments: int = 10000
+    #: Seconds without activity after which an unfinished upload session
+    #: expires and its data is removed (svelte-stream's 10 minutes).
+    session_timeout: float = 600.0
+    #: Open upload sessions per client address (``0``: no limit); beyond it
+    #: creating one answers 429.
+    max_sessions_per_client: int = 20
+    #: Seconds a request waits for a busy upload session before 503.
+    upload_lock_timeout: float = 30.0
+    #: ``fsync`` upload bytes and records (survive power loss, not only a
+    #: killed worker; slower).
+    upload_fsync: bool = False
 
     @classmethod
     def from_app(cls, app: Flask, options: Mapping[str, Any] | None = None) -> Settings:
@@ -102,6 +145,21 @@ _CONVERT: dict[str, Any] = {
     "cors_max_age": int,
     "buffer_size": int,
     "flush_interval": float,
+    "broker_url": str,
+    "history_size": int,
+    "max_queue": int,
+    "max_queue_bytes": int,
+    "max_connections": int,
+    "max_channels": int,
+    "redis_prefix": str,
+    "upload_folder": _opt_str,
+    "max_segment_size": int,
+    "max_upload_size": _opt_int,
+    "max_segments": int,
+    "session_timeout": float,
+    "max_sessions_per_client": int,
+    "upload_lock_timeout": float,
+    "upload_fsync": _bool,
 }
 
 

@@ -6,7 +6,7 @@ with ``signal.connect_via(app)`` or ``signal.connect(receiver)``.
 
 from __future__ import annotations
 
-from blinker import Namespace
+from blinker import NamedSignal, Namespace
 
 _signals = Namespace()
 
@@ -20,3 +20,66 @@ stream_opened = _signals.signal("stream-opened")
 #: ``"closed"`` (the app closed it), ``"disconnect"`` (the client went away),
 #: ``"error"`` (the source raised) or ``"shutdown"`` (the worker is stopping).
 stream_closed = _signals.signal("stream-closed")
+
+#: Sent after :meth:`Streaming.publish` handed an event to the broker, in the
+#: publishing process (and thread). Kwargs: ``channel``, ``id`` (the id
+#: assigned), ``event`` (its type or ``None``), ``data``.
+event_published = _signals.signal("event-published")
+
+
+class _OrderedSet(dict[object, None]):
+    """The set blinker keeps receivers in, remembering insertion order, so
+    receivers run (and their results merge) in connection order."""
+
+    def add(self, item: object) -> None:
+        self[item] = None
+
+    def discard(self, item: object) -> None:
+        self.pop(item, None)
+
+    def copy(self) -> _OrderedSet:
+        return _OrderedSet(self)
+
+    def __or__(self, other: object) -> _OrderedSet:  # type: ignore[override]
+        rv = self.copy()
+        rv.update(dict.fromkeys(other))  # type: ignore[call-overload]
+        return rv
+
+
+class _OrderedSignal(NamedSignal):
+    set_class = _OrderedSet  # type: ignore[assignment]
+
+
+def _ordered(name: str) -> NamedSignal:
+    signal: NamedSignal = _signals.setdefault(name, _OrderedSignal(name))
+    return signal
+
+
+# Upload signals. Receivers connected for any sender run first, then those
+# connected via the app, each group in connection order. They run in the
+# request's greenlet under the session's lock; what a raising receiver means
+# is documented in :mod:`flask_streaming.uploads.service`.
+
+#: A session was opened (native ``GET``/``POST /uploads`` or tus creation).
+#: Kwargs: ``session`` (:class:`~flask_streaming.uploads.UploadSession`).
+upload_created = _ordered("upload-created")
+
+#: The partial hook: a segment (native) or a range (tus ``PATCH``) was
+#: stored. Kwargs: ``session`` and ``segment``
+#: (:class:`~flask_streaming.uploads.Segment`). The dicts receivers return
+#: are merged into that segment's JSON response (native only) and stored, so
+#: an identical retry gets them again without a second send.
+segment_received = _ordered("segment-received")
+
+#: The final hook: every segment arrived and the whole is assembled.
+#: Kwargs: ``session`` (its ``path`` and ``open()`` give the whole upload).
+#: The dicts receivers return are merged into the final response.
+upload_completed = _ordered("upload-completed")
+
+#: A client aborted a session (``DELETE``); its data is gone.
+#: Kwargs: ``session``.
+upload_aborted = _ordered("upload-aborted")
+
+#: An unfinished session passed its idle timeout and was removed (lazily on
+#: access, by a sweep, or by ``flask streaming cleanup``). Kwargs: ``session``.
+upload_expired = _ordered("upload-expired")

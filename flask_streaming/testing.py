@@ -64,6 +64,8 @@ class EventParser:
             self._first = False
             if buf.startswith(b"\xef\xbb\xbf"):
                 buf = buf[3:]
+        if not buf:
+            return []  # an empty chunk must not forget a CR that ended the last one
         if self._pending_cr and buf.startswith(b"\n"):
             buf = buf[1:]
         self._pending_cr = False
@@ -108,9 +110,8 @@ class EventParser:
         elif name == "id":
             if "\x00" not in value:
                 self.last_event_id = value
-        elif name == "retry":
-            if value and value.isascii() and value.isdigit():
-                self.retry = int(value)
+        elif name == "retry" and value.isascii() and value.isdigit():
+            self.retry = int(value)
 
 
 def parse_events(data: bytes | Iterable[bytes]) -> list[Event]:
@@ -182,9 +183,7 @@ class GunicornServer:
         ]  # fmt: skip
         env = {**os.environ, **self.env}
         self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            cmd, cwd=self.cwd, env=env, stdout=self._log, stderr=self._log
-        )
+        self.proc = subprocess.Popen(cmd, cwd=self.cwd, env=env, stdout=self._log, stderr=self._log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import signal
 import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from flask import Flask
 
@@ -32,6 +34,9 @@ logger = logging.getLogger("flask_streaming")
 
 _ids = itertools.count(1)
 _warned_sync = False
+#: Streams of this process that started and have not closed yet.
+open_streams: set[StreamBody] = set()
+_hook_pid = 0
 
 
 def gevent_active() -> bool:
@@ -55,6 +60,42 @@ def _warn_sync_once() -> None:
         )
 
 
+def shutdown_streams() -> int:
+    """End every open stream that has a farewell (event streams send a
+    jittered ``retry:``), as when the worker is told to stop. Returns how
+    many were ended."""
+    count = 0
+    for body in list(open_streams):
+        if body.farewell is not None and body.outbox.open:
+            body.outbox.put(body.farewell())
+            body.outbox.finish("shutdown")
+            count += 1
+    return count
+
+
+def _install_shutdown_hook() -> None:
+    """Chain a SIGTERM handler (gunicorn sends it to workers on shutdown and
+    on a HUP reload) that ends the open event streams at once, so that they
+    close within the graceful timeout with a jittered ``retry`` hint."""
+    global _hook_pid
+    if _hook_pid == os.getpid() or threading.current_thread() is not threading.main_thread():
+        return
+    _hook_pid = os.getpid()
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum: int, frame: Any) -> None:
+        if callable(previous):
+            previous(signum, frame)
+        import gevent
+
+        gevent.spawn(shutdown_streams)
+
+    try:
+        signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread after all
+        _hook_pid = 0
+
+
 class StreamAborted(RuntimeError):
     """Raised out of a :class:`StreamBody` after a producer failed, so that the
     server aborts the connection instead of ending a short body cleanly."""
@@ -65,6 +106,8 @@ class Outbox:
 
     :param high_water: a producer that finds this many bytes waiting blocks in
         :meth:`wait_room` until the writer drained them.
+    :param max_delay: seconds a producer that never blocks lets data wait
+        before it gives the writer a turn.
     :param green: use gevent primitives (else thread-safe ones).
     """
 
@@ -78,11 +121,14 @@ class Outbox:
         "first_at",
         "gone",
         "high_water",
+        "max_delay",
         "reason",
         "size",
     )
 
-    def __init__(self, *, high_water: int = 65536, green: bool | None = None) -> None:
+    def __init__(
+        self, *, high_water: int = 65536, max_delay: float = 0.005, green: bool | None = None
+    ) -> None:
         if green is None:
             green = gevent_active()
         if green:
@@ -100,6 +146,9 @@ class Outbox:
         self.size = 0
         self.first_at = 0.0
         self.high_water = high_water
+        #: the longest a busy producer lets data wait before it yields to
+        #: the writer (the flush interval of chunked responses)
+        self.max_delay = max_delay
         #: no more data will come; the writer sends what is left, then ends.
         self.finished = False
         #: the client went away; nothing more is written.
@@ -136,6 +185,10 @@ class Outbox:
             self.first_at = time.monotonic()
         self._chunks.append(data)
         self.size += len(data)
+
+    def chunk_count(self) -> int:
+        """How many writes are waiting (events, for an event stream)."""
+        return len(self._chunks)
 
     def wait_room(self) -> None:
         """Block the producer while the writer is ``high_water`` bytes behind."""
@@ -250,6 +303,15 @@ class Task:
             h.kill(block=True, timeout=timeout)
 
 
+class Source(Protocol):
+    """What feeds a :class:`StreamBody`: started after the first bytes went
+    out, stopped when the stream ends."""
+
+    def start(self, body: StreamBody) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class Producer:
     """Runs ``fn(outbox)`` in a :class:`Task` when the stream starts (after its
     first bytes went out) and kills it when the stream ends."""
@@ -267,6 +329,12 @@ class Producer:
     def stop(self) -> None:
         if self._task is not None:
             self._task.kill()
+
+
+def _yield_now() -> None:
+    import gevent
+
+    gevent.sleep(0)
 
 
 def pump(
@@ -287,6 +355,9 @@ def pump(
 
     def run(outbox: Outbox) -> None:
         it = iter(iterable)
+        green = outbox._lock is None
+        limit = outbox.max_delay
+        monotonic = time.monotonic
         try:
             for item in it:
                 data = encode(item)
@@ -294,6 +365,10 @@ def pump(
                     break
                 if outbox.size >= outbox.high_water:
                     outbox.wait_room()
+                elif green and outbox.size and monotonic() - outbox.first_at >= limit:
+                    # A busy source never blocks: give the writer its turn,
+                    # so that no data waits longer than max_delay.
+                    _yield_now()
             else:
                 outbox.finish("complete")
         except Exception as exc:
@@ -320,6 +395,8 @@ class StreamBody:
     :param producer: started on the first iteration, stopped on close.
     :param on_close: callables run once when the stream ends.
     :param channels: channel names, reported in the signals.
+    :param farewell: returns the last bytes to send when the worker shuts
+        down; streams without one run to their end.
     """
 
     def __init__(
@@ -332,9 +409,10 @@ class StreamBody:
         ping: float | None = None,
         ping_bytes: bytes = b"",
         flush_interval: float = 0.0,
-        producer: Producer | None = None,
+        producer: Source | None = None,
         on_close: Iterable[Callable[[], Any]] = (),
         channels: tuple[str, ...] = (),
+        farewell: Callable[[], bytes] | None = None,
     ) -> None:
         self.id = next(_ids)
         self.outbox = outbox
@@ -348,6 +426,8 @@ class StreamBody:
         self.producer = producer
         self.on_close = list(on_close)
         self.channels = channels
+        #: bytes sent when the worker shuts down (``None``: run to the end)
+        self.farewell = farewell
         self.started = False
         self.closed = False
         self._watcher: _DisconnectWatcher | None = None
@@ -367,14 +447,17 @@ class StreamBody:
     def _run(self) -> Iterator[bytes]:
         outbox = self.outbox
         self.started = True
+        open_streams.add(self)
         if not self.green:
             _warn_sync_once()
+        elif self.farewell is not None:
+            _install_shutdown_hook()
         self._watcher = _DisconnectWatcher(self.environ, outbox)
         if self.app is not None:
             stream_opened.send(self.app, stream=self, channels=self.channels)
-        yield self.prelude
         if self.producer is not None:
             self.producer.start(self)
+        yield self.prelude
         interval, ping = self.flush_interval, self.ping
         monotonic = time.monotonic
         while True:
@@ -404,6 +487,7 @@ class StreamBody:
         if self.closed:
             return
         self.closed = True
+        open_streams.discard(self)
         outbox = self.outbox
         if not outbox.finished:
             outbox.disconnect()

@@ -33,13 +33,14 @@ def apply_cors(settings: Settings, response: Response) -> Response:
     """Add CORS headers for an allowed ``Origin`` (none for others)."""
     origin = request.headers.get("Origin")
     allowed = settings.cors_origins
+    wildcard = "*" in allowed and not settings.cors_credentials
+    if allowed and not wildcard:
+        # The answer depends on Origin, allowed or not: tell shared caches.
+        response.vary.add("Origin")
     if not origin or not allowed or ("*" not in allowed and origin.rstrip("/") not in allowed):
         return response
     h = response.headers
-    wildcard = "*" in allowed and not settings.cors_credentials
     h["Access-Control-Allow-Origin"] = "*" if wildcard else origin
-    if not wildcard:
-        h.add("Vary", "Origin")
     if settings.cors_credentials:
         h["Access-Control-Allow-Credentials"] = "true"
     h["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
@@ -58,11 +59,18 @@ def create_blueprint(
     bp = Blueprint("streaming", __name__, static_folder="static")
     decorators = list(decorators)
 
+    # One wrapped function per view, so that a view with several rules
+    # (stacked @route) maps to one endpoint function.
+    wrapped_views: dict[Callable[..., Any], Callable[..., Any]] = {}
+
     def route(rule: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def register(view: Callable[..., Any]) -> Callable[..., Any]:
-            wrapped = view
-            for decorate in decorators:
-                wrapped = decorate(wrapped)
+            wrapped = wrapped_views.get(view)
+            if wrapped is None:
+                wrapped = view
+                for decorate in decorators:
+                    wrapped = decorate(wrapped)
+                wrapped_views[view] = wrapped
             bp.add_url_rule(rule, view.__name__, wrapped, **options)
             return view
 
@@ -79,6 +87,31 @@ def create_blueprint(
     @bp.after_request
     def cors(response: Response) -> Response:
         return apply_cors(settings, response)
+
+    @bp.before_app_request
+    def routing_error() -> Response | None:
+        # A 404 or 405 from routing never reaches the blueprint's handlers
+        # (no endpoint, so no blueprint): answer those under our prefix here.
+        exc = request.routing_exception
+        prefix = settings.url_prefix
+        if (
+            not isinstance(exc, HTTPException)
+            or (exc.code or 500) < 400
+            or not prefix
+            or not (request.path == prefix or request.path.startswith(prefix + "/"))
+        ):
+            return None
+        return apply_cors(settings, http_error_response(exc))
+
+    if "events" in settings.routes:
+        from .channels import register_event_views
+
+        register_event_views(bp, route, settings)
+
+    if "uploads" in settings.routes:
+        from .uploads.views import register_upload_views
+
+        register_upload_views(bp, route, settings)
 
     if "index" in settings.routes:
 

@@ -1,0 +1,1 @@
+"""Benchmarks of flask_streaming against its peers: ``python benchmarks/run.py``."""

@@ -1,0 +1,354 @@
+"""The machinery of ``benchmarks/run.py``: the scenario registry, a gunicorn
+server, the scenario context, and the result table (the load client is
+:mod:`benchmarks.client`).
+
+Adding a scenario (later issues: channels fan-out, uploads, tus) is one
+decorated function in a module that ``run.py`` imports::
+
+    @scenario("fanout", "one publish reaching 2,000 SSE subscribers")
+    def fanout(ctx: Context) -> Result:
+        ...
+        return Result("fanout", ours=..., peer=..., aim=2.0)
+
+A scenario gets a :class:`Context` (the shared server, ``quick`` sizes, a
+scratch folder, ``start_server`` for servers of its own) and returns one
+:class:`Result` or a list of them. Every load loop must be bounded by a
+count *and* a deadline: :func:`benchmarks.client.fetch` takes both.
+
+This module never imports gevent: the runner process is not monkey-patched.
+Load clients that need gevent run as subprocesses (``ctx.client_cmd``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.client import fetch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# --- Registry -----------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """One registered benchmark."""
+
+    name: str
+    description: str
+    run: Callable[[Context], Result | list[Result]]
+
+
+#: Every registered scenario, in registration (= run) order.
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def scenario(
+    name: str, description: str
+) -> Callable[[Callable[[Context], Result | list[Result]]], Callable[[Context], Any]]:
+    """Register the decorated function as the scenario *name*."""
+
+    def register(fn: Callable[[Context], Result | list[Result]]) -> Callable[[Context], Any]:
+        if name in SCENARIOS:
+            raise ValueError(f"scenario {name!r} registered twice")
+        SCENARIOS[name] = Scenario(name, description, fn)
+        return fn
+
+    return register
+
+
+# --- Results ------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Measurement:
+    """One implementation's run of a scenario.
+
+    :param impl: who was measured (``"ours: sse_response"``).
+    :param size: what was moved (``"300,000 events"``).
+    :param seconds: wall time from sending the request to the last byte.
+    :param rate: the scenario's figure of merit (higher is better).
+    :param unit: the unit of :attr:`rate` (``"events/s"``).
+    :param ttfb: seconds until the first data (not just headers) arrived.
+    :param complete: the whole body arrived before the deadline.
+    """
+
+    impl: str
+    size: str
+    seconds: float
+    rate: float
+    unit: str
+    ttfb: float | None = None
+    complete: bool = True
+    note: str = ""
+
+
+@dataclasses.dataclass
+class Check:
+    """A correctness check made during a scenario (not a speed aim)."""
+
+    name: str
+    passed: bool
+    detail: str = ""
+
+
+@dataclasses.dataclass
+class Result:
+    """What a scenario reports: our measurement, the peer's, the aimed ratio."""
+
+    scenario: str
+    ours: Measurement
+    peer: Measurement | None = None
+    #: the ratio (ours / peer) the issue aims at, if any.
+    aim: float | None = None
+    checks: list[Check] = dataclasses.field(default_factory=list)
+
+    @property
+    def ratio(self) -> float | None:
+        """Our rate divided by the peer's."""
+        if self.peer is None or not self.peer.rate:
+            return None
+        return self.ours.rate / self.peer.rate
+
+
+def best(measurements: Sequence[Measurement]) -> Measurement:
+    """The best of repeated runs: complete ones first, then highest rate."""
+    return max(measurements, key=lambda m: (m.complete, m.rate))
+
+
+# --- Server -------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def cpu_plan() -> tuple[int | None, int | None]:
+    """(server cpu, client cpu): two different cores when ``taskset`` exists
+    and this process may run on at least two; else ``(None, None)``."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return None, None
+    if len(cpus) < 2 or shutil.which("taskset") is None:
+        return None, None
+    return cpus[0], cpus[1]
+
+
+class Server:
+    """A real gunicorn (``-k gevent``) serving *app* on a free loopback port,
+    optionally pinned to one core with ``taskset``. Stop it with :meth:`stop`
+    (by its own pid)."""
+
+    def __init__(
+        self,
+        app: str = "benchmarks.apps:app",
+        *,
+        workers: int = 1,
+        cpu: int | None = None,
+        env: dict[str, str] | None = None,
+        args: Iterable[str] = (),
+        log_path: Path,
+    ) -> None:
+        self.app = app
+        self.workers = workers
+        self.cpu = cpu
+        self.env = dict(env or {})
+        self.args = list(args)
+        self.log_path = log_path
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def command(self) -> list[str]:
+        """The command line that starts the server."""
+        cmd = [
+            sys.executable, "-m", "gunicorn",
+            "-k", "gevent",
+            "-w", str(self.workers),
+            "-b", f"127.0.0.1:{self.port}",
+            "--worker-connections", "20000",
+            "--timeout", "300",
+            "--graceful-timeout", "5",
+            *self.args,
+            self.app,
+        ]  # fmt: skip
+        if self.cpu is not None:
+            cmd = ["taskset", "-c", str(self.cpu), *cmd]
+        return cmd
+
+    def start(self, timeout: float = 30.0) -> Server:
+        """Start gunicorn and wait until a worker answers ``GET /health``."""
+        env = {**os.environ, "PYTHONPATH": str(ROOT), **self.env}
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"gunicorn exited with {self.proc.returncode}; log:\n{self.log_tail()}"
+                )
+            with contextlib.suppress(OSError):
+                r = fetch(self.port, "/health", timeout=2.0, keep_body=True)
+                if r.status == 200:
+                    return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"gunicorn did not answer within {timeout}s; log:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the master (it stops its workers) by its pid; kill if stuck."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last *lines* of the server's log."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+# --- Context ------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Context:
+    """What a scenario gets from the runner."""
+
+    #: the shared server (``benchmarks.apps:app``, one gevent worker).
+    server: Server
+    #: smaller sizes, for a smoke run.
+    quick: bool
+    #: how many times each side is measured (the best run counts).
+    repeat: int
+    #: a scratch folder, deleted after the run; the shared server serves
+    #: files from it (``$BENCH_DATA_DIR``).
+    data_dir: Path
+    #: the core the load client runs on (``None``: not pinned).
+    client_cpu: int | None
+    #: the core servers run on (``None``: not pinned).
+    server_cpu: int | None
+    #: per-run timeout (s) for one load loop.
+    timeout: float = 120.0
+    _servers: list[Server] = dataclasses.field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        """The shared server's port."""
+        return self.server.port
+
+    def size(self, full: int, quick: int) -> int:
+        """*quick* in a smoke run, else *full*."""
+        return quick if self.quick else full
+
+    def start_server(self, app: str = "benchmarks.apps:app", **kwargs: Any) -> Server:
+        """Start another server (stopped by the runner at the end)."""
+        kwargs.setdefault("cpu", self.server_cpu)
+        kwargs.setdefault("log_path", self.data_dir / f"server-{len(self._servers) + 2}.log")
+        env = {"BENCH_DATA_DIR": str(self.data_dir), **kwargs.pop("env", {})}
+        server = Server(app, env=env, **kwargs)
+        self._servers.append(server)
+        return server.start()
+
+    def client_cmd(self, *args: str) -> list[str]:
+        """A command line for a load-client subprocess, pinned to the client
+        core (for gevent clients, which must not run in this process)."""
+        cmd = [sys.executable, *args]
+        if self.client_cpu is not None:
+            cmd = ["taskset", "-c", str(self.client_cpu), *cmd]
+        return cmd
+
+    def stop_servers(self) -> None:
+        """Stop the servers started with :meth:`start_server`."""
+        while self._servers:
+            self._servers.pop().stop()
+
+
+# --- Table --------------------------------------------------------------------
+
+
+def _num(x: float) -> str:
+    if x >= 100:
+        return f"{x:,.0f}"
+    if x >= 10:
+        return f"{x:.1f}"
+    return f"{x:.2f}"
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{x * 1000:.1f} ms"
+
+
+def render(results: Sequence[Result], header: str) -> str:
+    """The results as a plain-text table, then the checks."""
+    cols = ["scenario", "implementation", "size", "seconds", "rate", "TTFB", "ratio", "aim"]
+    rows: list[list[str]] = []
+    for r in results:
+        ratio = r.ratio
+        aim = "-"
+        if r.aim is not None:
+            met = ratio is not None and ratio >= r.aim
+            aim = f">={r.aim:g}x {'met' if met else 'MISSED'}"
+        for i, m in enumerate([r.ours] + ([r.peer] if r.peer else [])):
+            rows.append(
+                [
+                    r.scenario if i == 0 else "",
+                    m.impl + ("" if m.complete else " (INCOMPLETE)"),
+                    m.size,
+                    f"{m.seconds:.3f}",
+                    f"{_num(m.rate)} {m.unit}",
+                    _ms(m.ttfb),
+                    (f"{ratio:.2f}x" if ratio is not None else "-") if i == 0 else "",
+                    aim if i == 0 else "",
+                ]
+            )
+    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
+    right = {3, 4, 5, 6}
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    out = [header, "", line(cols), line(["-" * w for w in widths])]
+    out += [line(row) for row in rows]
+    checks = [(r.scenario, c) for r in results for c in r.checks]
+    notes = [(r.scenario, m) for r in results for m in (r.ours, r.peer) if m and m.note]
+    if checks:
+        out += ["", "checks:"]
+        out += [
+            f"  [{'ok' if c.passed else 'FAIL'}] {name}: {c.name}"
+            + (f" ({c.detail})" if c.detail else "")
+            for name, c in checks
+        ]
+    if notes:
+        out += ["", "notes:"]
+        out += [f"  {name} / {m.impl}: {m.note}" for name, m in notes]
+    return "\n".join(out)

@@ -1,0 +1,182 @@
+"""Benchmark: a segmented upload (8 MiB segments) against a raw streaming
+PUT-to-disk view, on the same gunicorn gevent server, same client, same run.
+
+``run(quick)`` returns one row per measurement plus a ratio row::
+
+    python -c "from benchmarks.uploads import run; print(run(quick=True))"
+
+The server is ``benchmarks.uploads:create_app()`` under
+:class:`~flask_streaming.testing.GunicornServer` with one gevent worker,
+restarted for each measurement so that the worker's peak RSS (``VmHWM``)
+belongs to that measurement alone, after an ``os.sync()`` so that no
+measurement pays for the previous one's dirty pages (page-cache writeback
+throttling dominates both views: ``os.write`` is most of the server's time).
+The client is ``http.client`` sending 1 MiB slices of one random 8 MiB
+buffer on one keep-alive connection.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import tempfile
+import time
+from typing import Any
+
+from flask import Flask, request
+
+from flask_streaming import Streaming
+from flask_streaming.testing import GunicornServer
+
+MiB = 1 << 20
+SEGMENT = 8 * MiB
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def create_app() -> Flask:
+    """Native uploads (no hooks) and ``PUT /raw``: 1 MiB reads to a file."""
+    app = Flask(__name__, instance_path=os.environ["BENCH_UPLOAD_DIR"])
+    Streaming(app, max_upload_size=None, max_segment_size=64 * MiB)
+
+    @app.put("/raw")
+    def raw() -> dict[str, int]:
+        size = 0
+        with open(os.path.join(app.instance_path, "raw.bin"), "wb") as f:
+            while block := request.stream.read(MiB):
+                f.write(block)
+                size += len(block)
+        return {"size": size}
+
+    return app
+
+
+def _kib(pid: int, key: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def _send(conn: http.client.HTTPConnection, buf: memoryview, size: int) -> None:
+    sent = 0
+    while sent < size:
+        n = min(MiB, size - sent)
+        start = sent % len(buf)
+        conn.send(buf[start : start + n])
+        sent += n
+
+
+def _request(
+    conn: http.client.HTTPConnection, method: str, path: str, headers: dict[str, str],
+    buf: memoryview, size: int,
+) -> dict[str, Any]:  # fmt: skip
+    conn.putrequest(method, path)
+    for k, v in {**headers, "Content-Length": str(size)}.items():
+        conn.putheader(k, v)
+    conn.endheaders()
+    _send(conn, buf, size)
+    rv = conn.getresponse()
+    body: dict[str, Any] = json.loads(rv.read())
+    if rv.status >= 300:
+        raise RuntimeError(f"{method} {path}: {rv.status} {body}")
+    return body
+
+
+def _raw(conn: http.client.HTTPConnection, buf: memoryview, total: int) -> None:
+    assert _request(conn, "PUT", "/raw", {}, buf, total)["size"] == total
+
+
+def _raw_segments(conn: http.client.HTTPConnection, buf: memoryview, total: int) -> None:
+    for _ in range(total // SEGMENT):
+        assert _request(conn, "PUT", "/raw", {}, buf, SEGMENT)["size"] == SEGMENT
+
+
+def _segmented(conn: http.client.HTTPConnection, buf: memoryview, total: int) -> None:
+    conn.request("GET", "/streaming/uploads")
+    sid = json.loads(conn.getresponse().read())["streamId"]
+    n = total // SEGMENT
+    for i in range(n):
+        headers = {"X-Stream-Id": sid, "X-Stream-Segment": str(i)}
+        _request(conn, "POST", "/streaming/uploads", headers, buf, SEGMENT)
+    done = {"X-Stream-Id": sid, "X-Stream-Segment": str(n), "X-Stream-Done": "true"}
+    final = _request(conn, "POST", "/streaming/uploads", done, buf, 0)
+    assert final["size"] == total and final["segments"] == n, final
+
+
+def _measure(name: str, fn: Any, total: int, buf: memoryview) -> dict[str, Any]:
+    folder = tempfile.mkdtemp(prefix="bench-uploads-")
+    server = GunicornServer(
+        "benchmarks.uploads:create_app()",
+        workers=1,
+        env={"BENCH_UPLOAD_DIR": folder, "PYTHONPATH": ROOT},
+        cwd=ROOT,
+    )
+    os.sync()  # start with no dirty pages of the previous measurement
+    try:
+        server.start()
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+        conn.request("GET", "/streaming/")  # warm the worker (imports, first request)
+        conn.getresponse().read()
+        (pid,) = server.worker_pids()
+        base = _kib(pid, "VmRSS")
+        t = time.perf_counter()
+        fn(conn, buf, total)
+        seconds = time.perf_counter() - t
+        peak = _kib(pid, "VmHWM")
+        conn.close()
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+    return {
+        "scenario": "uploads",
+        "name": name,
+        "bytes": total,
+        "seconds": round(seconds, 3),
+        "mb_s": round(total / seconds / 1e6, 1),
+        "peak_rss_mib": round(peak / 1024, 1),
+        "rss_growth_mib": round((peak - base) / 1024, 1),
+    }
+
+
+#: (name, client) pairs measured. The raw view in 8 MiB requests isolates
+#: the per-byte cost from gunicorn's per-request one (a single 1 GiB body is
+#: slower to read than 128 bodies of 8 MiB on gunicorn 23-27).
+SCENARIOS = (
+    ("raw PUT to disk", _raw),
+    ("raw PUT, 8 MiB requests", _raw_segments),
+    ("segmented 8 MiB", _segmented),
+)
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    """Measure both uploads (1 GiB, best of 2; *quick*: 256 MiB, once)."""
+    total = (256 if quick else 1024) * MiB
+    rounds = 1 if quick else 2
+    buf = memoryview(os.urandom(SEGMENT))
+    best: dict[str, dict[str, Any]] = {}
+    for r in range(rounds):
+        for name, fn in SCENARIOS[:: 1 if r % 2 == 0 else -1]:  # alternate the order
+            row = _measure(name, fn, total, buf)
+            if name not in best or row["seconds"] < best[name]["seconds"]:
+                best[name] = row
+    raw, many, seg = (best[name] for name, _ in SCENARIOS)
+    ratios = [
+        {
+            "scenario": "uploads",
+            "name": f"segmented / {base['name']}",
+            "ratio": round(seg["mb_s"] / base["mb_s"], 3),
+            "aim": ">= 0.9x raw, RSS growth <= 64 MiB",
+        }
+        for base in (raw, many)
+    ]
+    return [raw, many, seg, *ratios]
+
+
+if __name__ == "__main__":
+    import sys
+
+    for row in run(quick="--quick" in sys.argv):
+        print(row)

@@ -1,0 +1,129 @@
+"""Channel subscriptions as event streams, and the ``/events`` routes.
+
+A subscriber costs no greenlet of its own: the connection's greenlet waits on
+its outbox, the broker puts each event's bytes (encoded once per process)
+into every subscriber's outbox, and the writer drains all that is new with
+one write.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from flask import Blueprint, Response, current_app, request
+
+from .brokers import Broker, Subscriber, check_channel
+from .errors import BadRequest, Forbidden
+from .settings import Settings, get_settings
+from .sse import ServerSentEvent, _event_body, event_stream_response, jittered_retry
+from .transport import Outbox
+
+logger = logging.getLogger("flask_streaming")
+_warned_memory_multiprocess = False
+
+
+def get_broker() -> Broker:
+    """The current app's broker in this process."""
+    broker: Broker = current_app.extensions["streaming"].broker
+    return broker
+
+
+def _refusal(settings: Settings) -> Response:
+    """A 200 stream that only says "come back later": an ``EventSource``
+    gives up for good on any other status."""
+    retry = jittered_retry(settings.retry or 3000)
+    err = ServerSentEvent(
+        {"message": "Too many connections; retrying later."}, event="stream-error"
+    ).encode()
+    rv = Response(
+        [b": busy\n\n" + retry + err],
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache, no-store", "Retry-After": "5"},
+    )
+    return rv
+
+
+def subscribe_response(
+    channels: Iterable[str],
+    *,
+    last_event_id: str | None = None,
+    ping: float | None = None,
+    retry: int | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """An event stream of *channels* through the app's broker.
+
+    :param last_event_id: resume after this id: missed events are replayed
+        from the broker's history; when some are no longer known, a
+        ``stream-reset`` event comes first.
+    :param retry: ``retry:`` sent first (default ``STREAMING_RETRY``, else
+        3000 ms, so that a stream after a shutdown resets the jittered value).
+    """
+    names = tuple(dict.fromkeys(check_channel(c) for c in channels))
+    settings = get_settings()
+    broker = get_broker()
+    _warn_memory_multiprocess(broker)
+    if broker.connections >= settings.max_connections:
+        return _refusal(settings)
+    outbox = Outbox()
+    sub = Subscriber(broker, names, outbox, last_event_id)
+    sub.slow = (
+        jittered_retry(settings.retry or 3000)
+        + ServerSentEvent(
+            {"message": "Too far behind; reconnect to resume."}, event="stream-error"
+        ).encode()
+    )
+    body = _event_body(
+        outbox,
+        ping=ping,
+        retry=retry if retry is not None else (settings.retry or 3000),
+        producer=sub,
+        channels=names,
+    )
+    return event_stream_response(body, headers=headers)
+
+
+def _warn_memory_multiprocess(broker: Broker) -> None:
+    global _warned_memory_multiprocess
+    if (
+        broker.name == "memory"
+        and request.environ.get("wsgi.multiprocess")
+        and not _warned_memory_multiprocess
+    ):
+        _warned_memory_multiprocess = True
+        logger.warning(
+            "flask_streaming: STREAMING_BROKER_URL is memory:// but the server runs "
+            "several worker processes: each worker has its own channels and a publish "
+            "reaches only the subscribers of its own worker. Use redis://."
+        )
+
+
+def register_event_views(
+    bp: Blueprint,
+    route: Callable[..., Callable[[Callable[..., Any]], Callable[..., Any]]],
+    settings: Settings,
+) -> None:
+    """``GET /events/<channel>`` and ``GET /events?channel=a&channel=b``."""
+
+    @route("/events", methods=["GET"])
+    @route("/events/<path:channel>", methods=["GET"])
+    def events(channel: str | None = None) -> Response:
+        names = [channel] if channel is not None else request.args.getlist("channel")
+        if not names:
+            raise BadRequest("Name at least one channel.", code="no_channel")
+        if len(names) > settings.max_channels:
+            raise BadRequest(
+                f"At most {settings.max_channels} channels per connection.",
+                code="too_many_channels",
+            )
+        for name in names:
+            check_channel(name)
+        extension = current_app.extensions["streaming"].extension
+        for name in names:
+            if not extension.channel_allowed(name, "subscribe"):
+                raise Forbidden(f"Not allowed to subscribe to {name!r}.", channel=name)
+        # The header wins: a reconnecting browser resends the old query string.
+        last_id = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
+        return subscribe_response(names, last_event_id=last_id)

@@ -1,0 +1,507 @@
+"""The upload service: protocol-independent operations on upload sessions.
+
+Protocol views (the native segmented protocol, tus) parse their headers and
+call one method here; this module checks limits, talks to the
+:class:`~flask_streaming.uploads.storage.Storage`, sends the signals (once
+per event) and returns what the view turns into its response.
+
+**Receivers run in the request's greenlet, under the session's lock.** Hooks
+of one session therefore never run concurrently (a transcriber may keep
+per-session state), but a hook that computes for long stalls every other
+stream of that gevent worker: hand CPU-heavy work (transcription,
+transcoding) to a process or thread pool and wait on its result.
+
+**A raising receiver** undoes the event it was told about, so a segment (or a
+completion) is accepted exactly when all its receivers ran:
+
+* a :class:`~flask_streaming.errors.StreamingError` is a refusal: the segment
+  is discarded (or the session stays open), and that error is the response
+  (e.g. raise ``BadRequest("not audio")`` → 400);
+* any other exception is logged with its traceback; the segment is discarded
+  (or the session stays open) and the response is 500 ``hook_failed``. The
+  client may resend; receivers then run again.
+
+Receivers that ran before the raising one are not undone: make them
+idempotent per ``(session.id, segment.index)``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import IO, Any
+
+from blinker import Signal
+from flask import Flask
+
+from ..errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    Gone,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    StreamingError,
+    TooManyRequests,
+)
+from ..settings import Settings
+from ..signals import (
+    segment_received,
+    upload_aborted,
+    upload_completed,
+    upload_created,
+    upload_expired,
+)
+from .bodies import parse_checksum, read_body, same_bytes
+from .locks import FileLock, LockTimeout
+from .results import CompletionResult, HookFailed, SegmentResult, merge_results
+from .segments import Segment
+from .sessions import COMPLETED, OPEN, UploadSession, new_session_id, valid_session_id
+from .storage import Staging, Storage
+
+#: ``fn(action, session) -> bool``; actions: ``create`` (session ``None``),
+#: ``append``, ``complete``, ``status``, ``abort``.
+Authorizer = Callable[[str, "UploadSession | None"], bool]
+
+#: How often (s) a worker sweeps expired sessions while creating new ones.
+SWEEP_INTERVAL = 60.0
+
+_MAX_MISSING_LISTED = 1000
+
+
+class UploadService:
+    """Upload sessions of one app on one *storage*.
+
+    :param app: the real app: the sender of every signal.
+    :param storage: where bytes and records live.
+    :param settings: the app's settings (limits, timeout).
+    :param authorizer: returns the authorization hook, looked up per call.
+    """
+
+    def __init__(
+        self,
+        app: Flask,
+        storage: Storage,
+        settings: Settings,
+        authorizer: Callable[[], Authorizer | None] = lambda: None,
+    ) -> None:
+        self.app = app
+        self.storage = storage
+        self.settings = settings
+        self._authorizer = authorizer
+        self._last_sweep = 0.0
+
+    # -- helpers -----------------------------------------------------------
+    def authorize(self, action: str, session: UploadSession | None) -> None:
+        """Ask the app's hook; :class:`Forbidden` when it says no."""
+        hook = self._authorizer()
+        if hook is not None and not hook(action, session):
+            raise Forbidden(f"not allowed to {action} this upload", action=action)
+
+    def _send(self, signal: Signal, what: str, **kwargs: Any) -> dict[str, Any]:
+        """Send *signal*; a refusal propagates, anything else → hook_failed."""
+        try:
+            return merge_results(signal.send(self.app, **kwargs), what)
+        except StreamingError:
+            raise
+        except Exception as exc:
+            self.app.logger.exception("a %s receiver failed", what)
+            raise HookFailed(
+                f"a {what} receiver failed on the server; nothing was accepted, send again",
+                hook=what,
+            ) from exc
+
+    def _locked(self, session_id: str, timeout: float | None = None) -> FileLock:
+        try:
+            lock = self.storage.lock(session_id, timeout)
+            lock.__enter__()
+        except FileNotFoundError:
+            raise NotFound("unknown upload session", code="unknown_session") from None
+        except LockTimeout:
+            raise ServiceUnavailable(
+                "the session is busy; retry shortly",
+                code="session_busy",
+                headers={"Retry-After": "1"},
+            ) from None
+        return lock
+
+    def get(self, session_id: str) -> UploadSession:
+        """The live session: 404 when unknown, 410 (and removed) when expired."""
+        session = self.storage.load(session_id) if valid_session_id(session_id) else None
+        if session is None:
+            raise NotFound("unknown upload session", code="unknown_session")
+        if session.expired():
+            self._expire(session)
+            raise Gone("the upload session has expired", code="session_expired")
+        return session
+
+    def _expire(self, session: UploadSession) -> None:
+        if self.storage.delete(session.id):
+            self.storage.remove_client_session(session.client, session.id)
+            if session.state == OPEN:
+                upload_expired.send(self.app, session=session)
+
+    def _reload(self, session_id: str) -> UploadSession:
+        session = self.storage.load(session_id)
+        if session is None:
+            raise NotFound("unknown upload session", code="unknown_session")
+        return session
+
+    # -- create / status / abort ---------------------------------------------
+    def create(
+        self,
+        *,
+        client: str = "",
+        protocol: str = "native",
+        filename: str | None = None,
+        content_type: str | None = None,
+        length: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> UploadSession:
+        """Open a session. Sends ``upload-created``.
+
+        :raises PayloadTooLarge: *length* above the upload limit.
+        :raises TooManyRequests: the client has too many open sessions.
+        """
+        s = self.settings
+        for name, text in (("filename", filename), ("content_type", content_type)):
+            if text is not None and (not isinstance(text, str) or len(text) > 1024):
+                raise BadRequest(f"{name} must be a string of at most 1024 characters")
+        if length is not None:
+            if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+                raise BadRequest("size must be a non-negative integer", code="bad_size")
+            if s.max_upload_size is not None and length > s.max_upload_size:
+                raise PayloadTooLarge("the upload is larger than allowed", limit=s.max_upload_size)
+        meta = dict(metadata or {})
+        if len(json.dumps(meta)) > 16384:
+            raise BadRequest("metadata is larger than 16 KiB", code="bad_metadata")
+        self.authorize("create", None)
+        self.sweep_if_due()
+        session = UploadSession(
+            id=new_session_id(),
+            protocol=protocol,
+            timeout=s.session_timeout if timeout is None else timeout,
+            client=client,
+            filename=filename,
+            content_type=content_type,
+            length=length,
+            metadata=meta,
+            extra=dict(extra or {}),
+        )
+        limit = s.max_sessions_per_client
+        client_lock = self.storage.client_lock(client)
+        if not client_lock.acquire():
+            raise ServiceUnavailable(
+                "too many sessions being opened at once; retry shortly",
+                code="busy",
+                headers={"Retry-After": "1"},
+            )
+        with client_lock:
+            if limit:
+                open_ids = [
+                    sid
+                    for sid in self.storage.client_sessions(client)
+                    if (other := self.storage.load(sid)) is not None
+                    and other.state == OPEN
+                    and not other.expired()
+                ]
+                if len(open_ids) >= limit:
+                    raise TooManyRequests(
+                        f"at most {limit} open upload sessions per client",
+                        code="too_many_sessions",
+                        limit=limit,
+                    )
+            self.storage.create(session)
+            self.storage.add_client_session(client, session.id)
+        session = self._reload(session.id)
+        try:
+            self._send(upload_created, "upload-created", session=session)
+        except StreamingError:
+            self.storage.delete(session.id)
+            self.storage.remove_client_session(client, session.id)
+            raise
+        return session
+
+    def status(self, session_id: str) -> UploadSession:
+        """The session, for a client that resumes (``status`` authorization)."""
+        session = self.get(session_id)
+        self.authorize("status", session)
+        return session
+
+    def abort(self, session_id: str) -> UploadSession:
+        """Remove a session and its data. Sends ``upload-aborted``."""
+        session = self.get(session_id)
+        self.authorize("abort", session)
+        lock = self._locked(session_id)
+        try:
+            session = self._reload(session_id)
+            self.storage.delete(session_id)
+        finally:
+            lock.release()
+        self.storage.remove_client_session(session.client, session_id)
+        upload_aborted.send(self.app, session=session)
+        return session
+
+    # -- segments --------------------------------------------------------
+    def _segment(self, session_id: str, record: dict[str, Any]) -> Segment:
+        return Segment(
+            session_id=session_id,
+            index=record["index"],
+            offset=record["offset"],
+            size=record["size"],
+            checksum=record.get("checksum"),
+            opener=lambda: self.storage.open_segment(session_id, record),
+        )
+
+    def append_segment(
+        self,
+        session_id: str,
+        index: int,
+        body: IO[bytes],
+        *,
+        content_length: int | None = None,
+        checksum: str | None = None,
+        done: bool = False,
+    ) -> SegmentResult | CompletionResult:
+        """Receive segment *index* of a native session from *body*, then, when
+        *done*, complete the upload with segments ``0..index``; an empty done
+        body completes with ``0..index-1`` (returns the completion only).
+
+        Sends ``segment-received`` once per accepted segment; an identical
+        retry returns the stored results (``duplicate``).
+        """
+        s = self.settings
+        if index < 0 or index >= s.max_segments:
+            raise BadRequest(
+                f"segment number must be 0..{s.max_segments - 1}",
+                code="bad_segment",
+                limit=s.max_segments,
+            )
+        if content_length is not None and content_length > s.max_segment_size:
+            raise PayloadTooLarge(
+                "the segment is larger than allowed",
+                code="segment_too_large",
+                limit=s.max_segment_size,
+            )
+        algorithm, expected = parse_checksum(checksum) if checksum else (None, None)
+        session = self.get(session_id)
+        self.authorize("append", session)
+        if (
+            session.state == OPEN
+            and s.max_upload_size is not None
+            and (session.size + (content_length or 0) > s.max_upload_size)
+        ):
+            raise PayloadTooLarge("the upload is larger than allowed", limit=s.max_upload_size)
+        known = self.storage.load_segment(session_id, index)
+        offset = (
+            session.prefix_end
+            if known is None and session.state == OPEN and index == session.contiguous
+            else None
+        )
+        try:
+            staging = self.storage.stage(session_id, offset)
+        except FileNotFoundError:  # removed meanwhile (aborted or expired)
+            raise NotFound("unknown upload session", code="unknown_session") from None
+        try:
+            digest = read_body(body, staging, content_length, s.max_segment_size, algorithm)
+            staging.close()
+            if done and staging.size == 0:  # svelte-stream's done: segments 0..index-1
+                staging.release()
+                return self.complete(session_id, index)
+            if expected is not None and digest != expected:
+                raise BadRequest(
+                    f"the segment's {algorithm} does not match; it was discarded",
+                    code="checksum_mismatch",
+                    segment=index,
+                )
+            result = self._commit_segment(session_id, index, staging, checksum)
+        finally:
+            staging.release()
+        if done:
+            result.completion = self.complete(session_id, index + 1)
+        return result
+
+    def _commit_segment(
+        self, session_id: str, index: int, staging: Staging, checksum: str | None
+    ) -> SegmentResult:
+        s = self.settings
+        lock = self._locked(session_id)
+        try:
+            session = self._reload(session_id)
+            record = self.storage.load_segment(session_id, index)
+            if record is not None:
+                if record["size"] == staging.size and same_bytes(
+                    staging.open(), self.storage.open_segment(session_id, record)
+                ):
+                    segment = self._segment(session_id, record)
+                    return SegmentResult(session, segment, record["results"], duplicate=True)
+                raise Conflict(
+                    f"segment {index} was already received with different bytes",
+                    code="segment_conflict",
+                    segment=index,
+                )
+            if session.state != OPEN:
+                raise Conflict("the upload is already complete", code="upload_completed")
+            if s.max_upload_size is not None and session.size + staging.size > s.max_upload_size:
+                raise PayloadTooLarge("the upload is larger than allowed", limit=s.max_upload_size)
+            in_order = index == session.contiguous
+            if staging.in_place and not (in_order and staging.offset == session.prefix_end):
+                raise Conflict("the session changed while receiving; send again", code="retry")
+            location = self.storage.place_segment(session_id, index, staging)
+            record = {
+                "index": index,
+                "offset": session.prefix_end if in_order else None,
+                "size": staging.size,
+                "location": location,
+                "checksum": checksum,
+                "received_at": time.time(),
+                "results": {},
+            }
+            segment = self._segment(session_id, record)
+            try:
+                results = self._send(
+                    segment_received, "segment-received", session=session, segment=segment
+                )
+            except BaseException:
+                self.storage.drop_segment(session_id, index, location)
+                raise
+            record["results"] = results
+            self.storage.save_segment(session_id, record)
+            session.received += 1
+            session.size += staging.size
+            session.max_index = max(session.max_index, index)
+            session.updated_at = time.time()
+            if in_order:
+                session.prefix_end += staging.size
+                session.contiguous += 1
+                load = self.storage.load_segment
+                while (nxt := load(session_id, session.contiguous)) is not None:
+                    session.prefix_end += nxt["size"]
+                    session.contiguous += 1
+            self.storage.save(session)
+            return SegmentResult(session, segment, results)
+        finally:
+            lock.release()
+
+    def complete(self, session_id: str, count: int) -> CompletionResult:
+        """Assemble segments ``0..count-1`` and send ``upload-completed``.
+
+        :raises Conflict: segments missing (listed in ``missing``) or beyond
+            the end; the client sends them (or not) and completes again.
+        """
+        if count < 0 or count > self.settings.max_segments:
+            raise BadRequest("bad segment count", code="bad_segment")
+        session = self.get(session_id)
+        self.authorize("complete", session)
+        lock = self._locked(session_id)
+        try:
+            session = self._reload(session_id)
+            if session.state == COMPLETED:
+                if session.segments == count:
+                    return CompletionResult(session, session.results, duplicate=True)
+                raise Conflict(
+                    f"the upload was completed with {session.segments} segments",
+                    code="upload_completed",
+                    segments=session.segments,
+                )
+            records = self.storage.segment_records(session_id)
+            present = {r["index"] for r in records}
+            missing = [i for i in range(count) if i not in present]
+            if missing:
+                raise Conflict(
+                    f"{len(missing)} segment(s) missing; send them and complete again",
+                    code="missing_segments",
+                    missing=missing[:_MAX_MISSING_LISTED],
+                    segments=count,
+                )
+            beyond = sorted(i for i in present if i >= count)
+            if beyond:
+                raise Conflict(
+                    "segments were received beyond the end",
+                    code="segments_beyond_end",
+                    beyond=beyond[:_MAX_MISSING_LISTED],
+                    segments=count,
+                )
+            total = 0
+            for r in records:
+                r["offset"] = total
+                total += r["size"]
+            if session.length is not None and total != session.length:
+                raise Conflict(
+                    f"received {total} bytes, announced {session.length}",
+                    code="size_mismatch",
+                    size=total,
+                    length=session.length,
+                )
+            self.storage.assemble(session_id, records, total)
+            session.segments = count
+            session.size = total
+            results = self._send(upload_completed, "upload-completed", session=session)
+            for r in records:
+                if r["location"] == "file":
+                    r["location"] = "data"
+                    self.storage.save_segment(session_id, r)
+            session.state = COMPLETED
+            session.results = results
+            session.completed_at = session.updated_at = time.time()
+            self.storage.save(session)
+            self.storage.drop_segment_bodies(session_id)
+        finally:
+            lock.release()
+        self.storage.remove_client_session(session.client, session_id)
+        return CompletionResult(session, results)
+
+    # -- offset ranges (tus) ---------------------------------------------
+    def append_range(
+        self,
+        session_id: str,
+        offset: int,
+        body: IO[bytes],
+        *,
+        content_length: int | None = None,
+        checksum: str | None = None,
+    ) -> SegmentResult:
+        """Append bytes at *offset* from *body*; see :func:`.ranges.append_range`."""
+        from .ranges import append_range
+
+        return append_range(
+            self, session_id, offset, body, content_length=content_length, checksum=checksum
+        )
+
+    # -- housekeeping ----------------------------------------------------
+    def sessions(self) -> list[UploadSession]:
+        """Every stored session (expired ones included)."""
+        return [x for sid in self.storage.session_ids() if (x := self.storage.load(sid))]
+
+    def cleanup(self, now: float | None = None) -> list[UploadSession]:
+        """Remove expired sessions (sending ``upload-expired`` for open ones);
+        sessions busy right now are left for the next sweep."""
+        removed = []
+        for session in self.sessions():
+            if not session.expired(now):
+                continue
+            try:
+                lock = self.storage.lock(session.id, 0)
+                if not lock.acquire():
+                    continue
+            except FileNotFoundError:
+                continue
+            try:
+                current = self.storage.load(session.id)
+                if current is not None and current.expired(now):
+                    self._expire(current)
+                    removed.append(current)
+            finally:
+                lock.release()
+        self._last_sweep = time.monotonic()
+        return removed
+
+    def sweep_if_due(self) -> None:
+        """Run :meth:`cleanup` when this worker has not for a while."""
+        if time.monotonic() - self._last_sweep >= SWEEP_INTERVAL:
+            self._last_sweep = time.monotonic()
+            self.cleanup()

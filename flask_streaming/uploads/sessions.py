@@ -1,0 +1,114 @@
+"""The upload session record: what the store keeps about one upload."""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+#: Session states. ``open`` accepts data; ``completed`` holds the whole.
+OPEN, COMPLETED = "open", "completed"
+
+
+def new_session_id() -> str:
+    """128 random bits, URL-safe base64 without padding (22 characters)."""
+    return secrets.token_urlsafe(16)
+
+
+def valid_session_id(value: str) -> bool:
+    """Whether *value* has the shape of a session id (so that it can never
+    name anything but a session folder)."""
+    return 0 < len(value) <= 64 and value.isascii() and all(c.isalnum() or c in "-_" for c in value)
+
+
+@dataclasses.dataclass
+class UploadSession:
+    """One upload, native or tus. Stored as JSON; hooks receive it.
+
+    ``length`` is the size the client announced (``None``: not known);
+    ``size`` the bytes received so far. Native sessions also count
+    ``received`` segments and keep ``contiguous``, the number of segments
+    0..n-1 all present, with ``prefix_end``, the byte offset where segment
+    ``contiguous`` starts. After completion ``segments`` is the number of
+    segments assembled and ``results`` what the final hooks returned.
+    """
+
+    id: str
+    protocol: str = "native"
+    state: str = OPEN
+    created_at: float = dataclasses.field(default_factory=time.time)
+    updated_at: float = dataclasses.field(default_factory=time.time)
+    timeout: float = 600.0
+    client: str = ""
+    filename: str | None = None
+    content_type: str | None = None
+    length: int | None = None
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    size: int = 0
+    received: int = 0
+    contiguous: int = 0
+    prefix_end: int = 0
+    max_index: int = -1
+    segments: int | None = None
+    completed_at: float | None = None
+    results: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Protocol-specific state (e.g. tus concatenation), JSON-serialisable.
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Where the assembled upload is (set by the store; ``None`` until the
+    #: storage backend has a local file for it).
+    path: str | None = dataclasses.field(default=None, compare=False)
+    _opener: Callable[[], IO[bytes]] | None = dataclasses.field(
+        default=None, repr=False, compare=False
+    )
+
+    @property
+    def expires_at(self) -> float:
+        """When the session expires unless it sees activity."""
+        return self.updated_at + self.timeout
+
+    def expired(self, now: float | None = None) -> bool:
+        return (time.time() if now is None else now) >= self.expires_at
+
+    @property
+    def completed(self) -> bool:
+        return self.state == COMPLETED
+
+    def open(self) -> IO[bytes]:
+        """The bytes received so far (the whole upload once completed)."""
+        if self._opener is None:
+            raise RuntimeError("this session's storage gives no access to its bytes")
+        return self._opener()
+
+    def to_record(self) -> dict[str, Any]:
+        """What the store writes (every field but the transient ones)."""
+        rv = dataclasses.asdict(self)
+        rv.pop("path")
+        rv.pop("_opener")
+        return rv
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> UploadSession:
+        names = {f.name for f in dataclasses.fields(cls)} - {"path", "_opener"}
+        return cls(**{k: v for k, v in record.items() if k in names})
+
+    def status(self) -> dict[str, Any]:
+        """The public status a client uses to resume (no client identity)."""
+        return {
+            "streamId": self.id,
+            "state": self.state,
+            "protocol": self.protocol,
+            "filename": self.filename,
+            "contentType": self.content_type,
+            "length": self.length,
+            "metadata": self.metadata,
+            "bytes": self.size,
+            "received": self.received,
+            "contiguous": self.contiguous,
+            "maxSegment": self.max_index,
+            "segments": self.segments,
+            "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
+            "expiresAt": self.expires_at,
+        }

@@ -1,0 +1,407 @@
+"""Where upload bytes and records live: the :class:`Storage` protocol and
+:class:`FileStorage`, the default, a folder on a local (or shared POSIX)
+file system.
+
+A store knows nothing of HTTP or signals. It keeps, per session, the session
+record, one record per accepted segment, and the bytes. Every record is
+written to a temporary name and renamed over the old one, so a reader in
+another worker never sees half a record, and a worker killed at any point
+leaves either the old record or the new one.
+
+Layout of :class:`FileStorage`::
+
+    <folder>/<id>/session.json     the session record
+    <folder>/<id>/lock             the session lock (flock)
+    <folder>/<id>/append.lock      held while a request writes into ``data``
+    <folder>/<id>/data             the upload's bytes, at their offsets
+    <folder>/<id>/segments/<n>.json   the record of accepted segment n
+    <folder>/<id>/segments/<n>.bin    its bytes when it arrived out of order
+    <folder>/<id>/tmp/             bodies being received
+    <folder>/.clients/<key>/<id>   which sessions a client opened
+
+A segment whose offset is known when its body starts (every earlier segment
+is there, the common in-order case) is written straight into ``data``: no
+copy at the end. Others are staged in ``tmp/`` and renamed to
+``segments/<n>.bin``; completion copies them to their offsets. A segment
+exists only once its record exists; bytes without a record (a worker killed
+mid-body) are ignored and overwritten by the resent segment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Iterable, Iterator
+from typing import IO, Any, Protocol
+
+from .locks import FileLock
+from .segments import BLOCK_SIZE
+from .sessions import UploadSession, valid_session_id
+
+
+class Staging(Protocol):
+    """Bytes of one request on their way into a store."""
+
+    #: Bytes written so far.
+    size: int
+    #: Whether the bytes go straight to their final place at ``offset``.
+    in_place: bool
+    offset: int | None
+
+    def write(self, block: bytes) -> None: ...
+
+    def close(self) -> None:
+        """Flush the bytes written (they stay until placed or released)."""
+
+    def open(self) -> IO[bytes]:
+        """Read back the bytes written."""
+
+    def release(self) -> None:
+        """Let go: remove bytes not placed, drop the append lock."""
+
+
+class Storage(Protocol):
+    """What the upload service needs from a store. Every method may be
+    called from any worker process; ``lock`` serialises changes to one
+    session across all of them."""
+
+    def create(self, session: UploadSession) -> None: ...
+    def load(self, session_id: str) -> UploadSession | None: ...
+    def save(self, session: UploadSession) -> None: ...
+    def delete(self, session_id: str) -> bool: ...
+    def session_ids(self) -> list[str]: ...
+    def lock(self, session_id: str, timeout: float | None = None) -> FileLock: ...
+    def stage(self, session_id: str, offset: int | None) -> Staging: ...
+    def place_segment(self, session_id: str, index: int, staging: Staging) -> str: ...
+    def drop_segment(self, session_id: str, index: int, location: str) -> None: ...
+    def save_segment(self, session_id: str, record: dict[str, Any]) -> None: ...
+    def load_segment(self, session_id: str, index: int) -> dict[str, Any] | None: ...
+    def segment_records(self, session_id: str) -> list[dict[str, Any]]: ...
+    def open_segment(self, session_id: str, record: dict[str, Any]) -> IO[bytes]: ...
+    def assemble(self, session_id: str, records: Iterable[dict[str, Any]], size: int) -> None: ...
+    def drop_segment_bodies(self, session_id: str) -> None: ...
+    def open_data(self, session_id: str, offset: int = 0, size: int | None = None) -> IO[bytes]: ...
+    def data_path(self, session_id: str) -> str | None: ...
+    def client_lock(self, client: str) -> FileLock: ...
+    def client_sessions(self, client: str) -> list[str]: ...
+    def add_client_session(self, client: str, session_id: str) -> None: ...
+    def remove_client_session(self, client: str, session_id: str) -> None: ...
+
+
+class _Range(io.RawIOBase):
+    """Reads at most *size* bytes of *f* from *offset* (``None``: to EOF)."""
+
+    def __init__(self, f: IO[bytes], offset: int, size: int | None) -> None:
+        self._f = f
+        f.seek(offset)
+        self._left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        view = memoryview(b)
+        if self._left is not None:
+            view = view[: self._left]
+        n = self._f.readinto(view)  # type: ignore[attr-defined]
+        if self._left is not None:
+            self._left -= n
+        return int(n)
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
+def open_range(path: str, offset: int = 0, size: int | None = None) -> IO[bytes]:
+    """A buffered binary reader of ``size`` bytes of *path* from *offset*."""
+    raw = _Range(open(path, "rb", buffering=0), offset, size)  # noqa: SIM115
+    return io.BufferedReader(raw, BLOCK_SIZE)
+
+
+class FileStaging:
+    """A request body being written to a file (see :class:`Staging`)."""
+
+    def __init__(
+        self, path: str, offset: int | None, append_lock: FileLock | None, fsync: bool
+    ) -> None:
+        self.path = path
+        self.offset = offset
+        self.in_place = offset is not None
+        self.size = 0
+        self._lock = append_lock
+        self._fsync = fsync
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+        self._fd: int | None = os.open(path, flags, 0o600)
+        if offset is not None:
+            os.lseek(self._fd, offset, os.SEEK_SET)
+        self.placed = False
+
+    def write(self, block: bytes) -> None:
+        assert self._fd is not None, "staging closed"
+        view = memoryview(block)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        self.size += len(block)
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                if self._fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def open(self) -> IO[bytes]:
+        return open_range(self.path, self.offset or 0, self.size)
+
+    def release(self) -> None:
+        self.close()
+        if not self.in_place and not self.placed:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
+class FileStorage:
+    """The default store: a folder (created if missing).
+
+    :param folder: where sessions live; one folder per session.
+    :param lock_timeout: seconds to wait for a session's lock.
+    :param fsync: ``fsync`` bodies and records before they count as written
+        (survives power loss, not only a killed worker; slower).
+    """
+
+    def __init__(self, folder: str, *, lock_timeout: float = 30.0, fsync: bool = False) -> None:
+        self.folder = os.path.abspath(folder)
+        self.lock_timeout = lock_timeout
+        self.fsync = fsync
+        os.makedirs(self.folder, exist_ok=True)
+
+    # -- paths -----------------------------------------------------------
+    def _dir(self, session_id: str) -> str:
+        if not valid_session_id(session_id):
+            raise ValueError(f"not a session id: {session_id!r}")
+        return os.path.join(self.folder, session_id)
+
+    def _seg(self, session_id: str, index: int, ext: str) -> str:
+        return os.path.join(self._dir(session_id), "segments", f"{int(index)}.{ext}")
+
+    def data_path(self, session_id: str) -> str | None:
+        return os.path.join(self._dir(session_id), "data")
+
+    def _write_json(self, path: str, value: Any) -> None:
+        tmp = f"{path}.{secrets.token_hex(6)}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(value, f, separators=(",", ":"))
+            if self.fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    @staticmethod
+    def _read_json(path: str) -> Any:
+        try:
+            with open(path, encoding="utf-8") as f:
+                return json.load(f)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    # -- sessions --------------------------------------------------------
+    def create(self, session: UploadSession) -> None:
+        root = self._dir(session.id)
+        os.mkdir(root, 0o700)  # FileExistsError: ids never repeat
+        os.mkdir(os.path.join(root, "segments"))
+        os.mkdir(os.path.join(root, "tmp"))
+        open(os.path.join(root, "data"), "wb").close()
+        self.save(session)
+
+    def load(self, session_id: str) -> UploadSession | None:
+        if not valid_session_id(session_id):
+            return None
+        record = self._read_json(os.path.join(self._dir(session_id), "session.json"))
+        if record is None:
+            return None
+        session = UploadSession.from_record(record)
+        session.path = self.data_path(session_id)
+        session._opener = lambda: self.open_data(session_id)
+        return session
+
+    def save(self, session: UploadSession) -> None:
+        self._write_json(os.path.join(self._dir(session.id), "session.json"), session.to_record())
+
+    def delete(self, session_id: str) -> bool:
+        """Remove a session and its bytes: renamed away first, so it
+        vanishes for every worker at once."""
+        if not valid_session_id(session_id):
+            return False
+        trash = os.path.join(self.folder, ".trash")
+        os.makedirs(trash, exist_ok=True)
+        target = os.path.join(trash, f"{session_id}.{secrets.token_hex(4)}")
+        try:
+            os.rename(self._dir(session_id), target)
+        except FileNotFoundError:
+            return False
+        shutil.rmtree(target, ignore_errors=True)
+        return True
+
+    def session_ids(self) -> list[str]:
+        with os.scandir(self.folder) as it:
+            return sorted(
+                e.name
+                for e in it
+                if e.is_dir() and not e.name.startswith(".") and valid_session_id(e.name)
+            )
+
+    def lock(self, session_id: str, timeout: float | None = None) -> FileLock:
+        path = os.path.join(self._dir(session_id), "lock")
+        return FileLock(path, timeout=self.lock_timeout if timeout is None else timeout)
+
+    # -- bytes -----------------------------------------------------------
+    def stage(self, session_id: str, offset: int | None) -> FileStaging:
+        """Stage a body: in place at *offset* of ``data`` when given and no
+        other request writes there, else in a temporary file."""
+        root = self._dir(session_id)
+        if offset is not None:
+            lock = FileLock(os.path.join(root, "append.lock"), timeout=0)
+            if lock.acquire():
+                try:
+                    return FileStaging(os.path.join(root, "data"), offset, lock, self.fsync)
+                except BaseException:
+                    lock.release()
+                    raise
+        tmp = os.path.join(root, "tmp", f"{secrets.token_hex(8)}.part")
+        return FileStaging(tmp, None, None, self.fsync)
+
+    def stage_at(self, session_id: str, offset: int) -> FileStaging | None:
+        """Stage in place at *offset* or return ``None`` at once when another
+        request is writing (tus answers 423 then)."""
+        staging = self.stage(session_id, offset)
+        if not staging.in_place:
+            staging.release()
+            return None
+        return staging
+
+    def place_segment(self, session_id: str, index: int, staging: Staging) -> str:
+        """Put a staged segment where it stays; returns its ``location``."""
+        staging.close()
+        if staging.in_place:
+            return "data"
+        assert isinstance(staging, FileStaging)
+        os.replace(staging.path, self._seg(session_id, index, "bin"))
+        staging.placed = True
+        return "file"
+
+    def drop_segment(self, session_id: str, index: int, location: str) -> None:
+        if location == "file":
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._seg(session_id, index, "bin"))
+
+    def save_segment(self, session_id: str, record: dict[str, Any]) -> None:
+        self._write_json(self._seg(session_id, record["index"], "json"), record)
+
+    def load_segment(self, session_id: str, index: int) -> dict[str, Any] | None:
+        record: dict[str, Any] | None = self._read_json(self._seg(session_id, index, "json"))
+        return record
+
+    def segment_records(self, session_id: str) -> list[dict[str, Any]]:
+        folder = os.path.join(self._dir(session_id), "segments")
+        records = []
+        with os.scandir(folder) as it:
+            for entry in it:
+                if entry.name.endswith(".json"):
+                    record = self._read_json(entry.path)
+                    if record is not None:
+                        records.append(record)
+        return sorted(records, key=lambda r: int(r["index"]))
+
+    def open_segment(self, session_id: str, record: dict[str, Any]) -> IO[bytes]:
+        if record["location"] == "file":
+            return open_range(self._seg(session_id, record["index"], "bin"), 0, record["size"])
+        return self.open_data(session_id, record["offset"], record["size"])
+
+    def assemble(self, session_id: str, records: Iterable[dict[str, Any]], size: int) -> None:
+        """Copy every out-of-order segment to its offset in ``data``, then
+        cut ``data`` to *size* (bytes of an interrupted body beyond it)."""
+        path = os.path.join(self._dir(session_id), "data")
+        with open(path, "r+b", buffering=0) as out:
+            for record in records:
+                if record["location"] != "file":
+                    continue
+                with open(self._seg(session_id, record["index"], "bin"), "rb") as src:
+                    _copy_range(src.fileno(), out.fileno(), record["offset"], record["size"])
+            out.truncate(size)
+            if self.fsync:
+                os.fsync(out.fileno())
+
+    def drop_segment_bodies(self, session_id: str) -> None:
+        folder = os.path.join(self._dir(session_id), "segments")
+        with os.scandir(folder) as it:
+            for entry in it:
+                if entry.name.endswith(".bin"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+
+    def open_data(self, session_id: str, offset: int = 0, size: int | None = None) -> IO[bytes]:
+        return open_range(os.path.join(self._dir(session_id), "data"), offset, size)
+
+    def stale_temp_files(self, session_id: str) -> Iterator[str]:
+        folder = os.path.join(self._dir(session_id), "tmp")
+        with os.scandir(folder) as it:
+            yield from (e.path for e in it)
+
+    # -- per-client index --------------------------------------------------
+    def _client_dir(self, client: str) -> str:
+        key = hashlib.sha256(client.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        return os.path.join(self.folder, ".clients", key)
+
+    def client_lock(self, client: str) -> FileLock:
+        folder = self._client_dir(client)
+        os.makedirs(folder, exist_ok=True)
+        return FileLock(folder + ".lock", timeout=self.lock_timeout)
+
+    def client_sessions(self, client: str) -> list[str]:
+        try:
+            return sorted(os.listdir(self._client_dir(client)))
+        except FileNotFoundError:
+            return []
+
+    def add_client_session(self, client: str, session_id: str) -> None:
+        folder = self._client_dir(client)
+        os.makedirs(folder, exist_ok=True)
+        open(os.path.join(folder, session_id), "wb").close()
+
+    def remove_client_session(self, client: str, session_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(self._client_dir(client), session_id))
+
+
+def _copy_range(src: int, dst: int, offset: int, size: int) -> None:
+    """Copy *size* bytes from the start of *src* to *offset* of *dst*, in the
+    kernel where it can, else in :data:`BLOCK_SIZE` blocks."""
+    done = 0
+    try:
+        while done < size:
+            n = os.copy_file_range(src, dst, size - done, done, offset + done)
+            if n == 0:
+                break
+            done += n
+        if done == size:
+            return
+    except OSError:
+        pass
+    while done < size:
+        block = os.pread(src, min(BLOCK_SIZE, size - done), done)
+        if not block:
+            raise OSError(f"segment body ended at {done} of {size} bytes")
+        os.pwrite(dst, block, offset + done)
+        done += len(block)

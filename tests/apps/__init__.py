@@ -1,0 +1,1 @@
+"""Small apps that live tests serve under gunicorn."""
