@@ -30,7 +30,11 @@ EXAMPLES = [
     ("logtail", "Log tail", "Lines appended to a log file stream to the page."),
     ("dataset", "NDJSON dataset", "A large table streamed as newline-delimited JSON."),
     ("download", "File download", "A generated file served with sendfile and Range."),
-    ("record", "Microphone recorder", "MediaRecorder chunks streamed as upload segments; partial and final hooks."),
+    (
+        "record",
+        "Microphone recorder",
+        "MediaRecorder chunks streamed as upload segments; partial and final hooks.",
+    ),
 ]
 
 

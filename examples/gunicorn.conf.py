@@ -21,6 +21,6 @@ graceful_timeout = 10
 keepalive = 5
 
 
-def when_ready(server):  # noqa: ANN001, ANN201
+def when_ready(server):
     host, _, port = bind.rpartition(":")
     print(f"\n  flask_streaming demo running at http://{host}:{port}/\n", flush=True)

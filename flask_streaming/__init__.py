@@ -3,6 +3,7 @@ Server-Sent Events, chunked responses, segmented and tus uploads."""
 
 from __future__ import annotations
 
+from .channels import subscribe_response
 from .errors import StreamingError
 from .extension import Streaming
 from .responses import (
@@ -12,7 +13,6 @@ from .responses import (
     ndjson_response,
     stream_response,
 )
-from .channels import subscribe_response
 from .settings import Settings
 from .signals import (
     event_published,

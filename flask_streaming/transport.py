@@ -78,7 +78,7 @@ def _install_shutdown_hook() -> None:
     on a HUP reload) that ends the open event streams at once, so that they
     close within the graceful timeout with a jittered ``retry`` hint."""
     global _hook_pid
-    if _hook_pid == os.getpid() or threading.current_thread() is not threading.main_thread():
+    if _hook_pid == os.getpid():
         return
     _hook_pid = os.getpid()
     previous = signal.getsignal(signal.SIGTERM)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import selectors
+import shutil
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -445,6 +447,36 @@ def test_download_whole_file_and_ranges(server: GunicornServer) -> None:
         for _ in range(3):
             r = client.get("/download", headers={"Range": "bytes=5-9"})
             assert r.content == data[5:10]
+
+
+def test_download_over_tls_is_not_sent_around_tls(
+    live_server: Callable[..., GunicornServer], tmp_path: Path
+) -> None:
+    """The kernel's sendfile would put plaintext on a TLS connection: under
+    TLS the body must go through the SSL socket."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed: cannot make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server = live_server(
+        APP,
+        args=["--certfile", str(cert), "--keyfile", str(key)],
+        env={"LIVE_PING_INTERVAL": str(PING)},
+    )
+    data = download_bytes()
+    url = server.url.replace("http://", "https://")
+    with httpx.Client(verify=False, timeout=30) as client:
+        r = client.get(f"{url}/download")
+        assert r.status_code == 200
+        assert hashlib.sha256(r.content).digest() == hashlib.sha256(data).digest()
+        r = client.get(f"{url}/download", headers={"Range": "bytes=1000000-1000099"})
+        assert r.status_code == 206
+        assert r.content == data[1000000:1000100]
 
 
 # --- not gevent ------------------------------------------------------------------------

@@ -40,9 +40,11 @@ def create_app() -> Flask:
         broker = streaming.broker()
         if request.args.get("gc"):
             gc.collect()
-        greenlets = sum(
-            1 for o in gc.get_objects() if isinstance(o, greenlet) and not o.dead
-        ) if request.args.get("greenlets") else -1
+        greenlets = (
+            sum(1 for o in gc.get_objects() if isinstance(o, greenlet) and not o.dead)
+            if request.args.get("greenlets")
+            else -1
+        )
         with open("/proc/self/status") as f:
             rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
         del gevent

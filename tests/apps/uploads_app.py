@@ -40,7 +40,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
                 h.update(block)
         return {"worker": os.getpid(), "sha256": h.hexdigest()}
 
-
     @app.get("/whoami")
     def whoami() -> dict[str, int]:
         return {"pid": os.getpid()}
