@@ -10,6 +10,7 @@ from typing import Any
 from flask import Flask, current_app, has_app_context
 
 from .brokers import Broker, create_broker
+from .server import check_server
 from .settings import Settings
 from .signals import event_published
 from .views import create_blueprint
@@ -130,6 +131,7 @@ class Streaming:
         settings = Settings.from_app(app, self.options)
         app.extensions["streaming"] = _State(self, settings)
         self._apps.add(app)
+        check_server(settings)
         if self.register_blueprint and settings.routes:
             app.register_blueprint(
                 create_blueprint(settings, self.view_decorators),

@@ -92,6 +92,9 @@ def test_memory_broker_warns_when_several_workers(
     assert s.opened.wait(10)
     s.stop()
     log = (tmp_path / "server.log").read_text()
+    # at start-up, from gunicorn's own config ...
+    assert "STREAMING_BROKER_URL is memory:// but gunicorn runs 2 workers" in log
+    # ... and again when a subscription arrives (servers we cannot inspect)
     assert "memory:// but the server runs several worker processes" in log
 
 

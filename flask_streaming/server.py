@@ -1,0 +1,61 @@
+"""What we can learn about the server we run in (gunicorn), to warn early
+about settings that cannot work together."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import sys
+from typing import Any
+
+from .settings import Settings
+
+logger = logging.getLogger("flask_streaming")
+
+
+def gunicorn_config() -> Any | None:
+    """The running gunicorn's config object, when this process is a gunicorn
+    worker (or a master that preloads the app); ``None`` elsewhere."""
+    base = sys.modules.get("gunicorn.workers.base")
+    arbiter = sys.modules.get("gunicorn.arbiter")
+    kinds = tuple(
+        k for k in (getattr(base, "Worker", None), getattr(arbiter, "Arbiter", None)) if k
+    )
+    if not kinds:
+        return None
+    for obj in gc.get_objects():
+        if isinstance(obj, kinds):
+            return getattr(obj, "cfg", None)
+    return None
+
+
+def check_server(settings: Settings) -> list[str]:
+    """Log (and return) a warning for each setting that cannot work with the
+    gunicorn configuration this process runs under."""
+    cfg = gunicorn_config()
+    if cfg is None:
+        return []
+    warnings: list[str] = []
+    workers = int(getattr(cfg, "workers", 1) or 1)
+    worker_class = str(getattr(cfg, "worker_class_str", "") or "")
+    connections = int(getattr(cfg, "worker_connections", 1000) or 1000)
+    if settings.broker_url.startswith("memory:") and workers > 1:
+        warnings.append(
+            f"STREAMING_BROKER_URL is memory:// but gunicorn runs {workers} workers: each "
+            "worker has its own channels and a publish reaches only the subscribers of "
+            "its own worker. Set STREAMING_BROKER_URL to a redis:// URL."
+        )
+    if "gevent" not in worker_class:
+        warnings.append(
+            f"gunicorn runs the {worker_class or 'sync'} worker: long-lived streams each "
+            "hold a worker thread. Use the gevent worker (-k gevent)."
+        )
+    elif settings.max_connections >= connections:
+        warnings.append(
+            f"STREAMING_MAX_CONNECTIONS ({settings.max_connections}) is not below gunicorn's "
+            f"worker_connections ({connections}): beyond it gunicorn stops accepting "
+            "instead of answering with a retry hint. Raise worker_connections."
+        )
+    for text in warnings:
+        logger.warning("flask_streaming: %s", text)
+    return warnings
