@@ -15,6 +15,7 @@ import json
 import random
 import re
 from _json import encode_basestring as _c_encode_basestring
+from _json import encode_basestring_ascii as _c_encode_basestring_ascii
 from _json import make_encoder as _c_make_encoder
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -47,7 +48,9 @@ def _no_default(obj: Any) -> Any:
 
 def json_dumps() -> Callable[[Any], str]:
     """A compact JSON encoder: the app's JSON provider when there is an app
-    (its ``default`` hook for dates, UUIDs, dataclasses), else the stdlib.
+    (its ``default`` hook for dates, UUIDs, dataclasses, its ``sort_keys``
+    and ``ensure_ascii``), else the stdlib's (keys in insertion order, raw
+    UTF-8).
 
     With the default provider this is the stdlib's C encoder made once, which
     saves the per-call set-up of :meth:`json.JSONEncoder.encode` on hot paths
@@ -55,14 +58,15 @@ def json_dumps() -> Callable[[Any], str]:
     it does not detect reference cycles.
     """
     default: Any = _no_default
+    sort_keys = ensure_ascii = False
     if has_app_context():
         provider = current_app.json
         if not isinstance(provider, DefaultJSONProvider):
             return provider.dumps
         default = provider.default
-    encoder = _c_make_encoder(
-        None, default, _c_encode_basestring, None, ":", ",", False, False, True
-    )
+        sort_keys, ensure_ascii = bool(provider.sort_keys), bool(provider.ensure_ascii)
+    encode_str = _c_encode_basestring_ascii if ensure_ascii else _c_encode_basestring
+    encoder = _c_make_encoder(None, default, encode_str, None, ":", ",", sort_keys, False, True)
     join = "".join
 
     def dumps(obj: Any) -> str:

@@ -178,6 +178,7 @@ class GunicornServer:
             "--worker-connections", "20000",
             "--graceful-timeout", "5",
             "--timeout", "120",
+            *_control_socket_off(),
             *self.args,
             self.app,
         ]  # fmt: skip
@@ -225,6 +226,17 @@ class GunicornServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _control_socket_off() -> list[str]:
+    """gunicorn 24+ opens a control socket at one fixed path per user; test
+    servers running side by side must not share it."""
+    try:
+        from gunicorn.config import KNOWN_SETTINGS
+    except ImportError:  # pragma: no cover
+        return []
+    names = {s.name for s in KNOWN_SETTINGS}
+    return ["--no-control-socket"] if "control_socket_disable" in names else []
 
 
 def iter_sse(response: Any) -> Iterator[Event]:

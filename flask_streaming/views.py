@@ -113,6 +113,11 @@ def create_blueprint(
 
         register_upload_views(bp, route, settings)
 
+    if "client" in settings.routes:
+        from .client_js import register_client_views
+
+        register_client_views(bp, route, settings)
+
     if "index" in settings.routes:
 
         @route("/", methods=["GET"])

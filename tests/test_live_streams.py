@@ -86,7 +86,8 @@ def read_until(
 
 
 def compact(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    """JSON as the app's default provider writes it: sorted keys, ASCII."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=True, sort_keys=True)
 
 
 def token() -> str:

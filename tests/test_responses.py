@@ -265,7 +265,7 @@ def test_sse_round_trip_property(items: list[Any]) -> None:
     def expected(item: Any) -> str:
         if isinstance(item, str):
             return item.replace("\r\n", "\n").replace("\r", "\n")
-        return json.dumps(item, separators=(",", ":"), ensure_ascii=False)
+        return json.dumps(item, separators=(",", ":"), ensure_ascii=True, sort_keys=True)
 
     # A dict whose keys are all event fields is an event, not data: the
     # strategy's keys are arbitrary text, so filter those rare cases.
@@ -482,7 +482,11 @@ def test_ndjson(app: Flask, client: Any) -> None:
     lines = body.split(b"\n")
     assert lines[-1] == b""  # every document ends with a newline
     assert [json.loads(line) for line in lines[:-1]] == rows
-    assert lines[0] == '{"id":0,"name":"n\u00e9 0","tags":["a\\nb"]}'.encode()
+    # the app's provider: sorted keys, ASCII (Flask's defaults)
+    assert lines[0] == b'{"id":0,"name":"n\\u00e9 0","tags":["a\\nb"]}'
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    with client.get("/n") as r:
+        assert r.data.split(b"\n")[0] == '{"id":0,"name":"n\u00e9 0","tags":["a\\nb"]}'.encode()
 
 
 def test_ndjson_uses_the_apps_provider(app: Flask, client: Any) -> None:
@@ -707,7 +711,7 @@ def test_response_stream_writes(app: Flask, client: Any) -> None:
     with client.get("/m") as r:
         body = r.data
     assert body == (
-        b"text\nbytes\n" + '{"k":"\u00e9"}\n'.encode() + b"id: 3\nevent: e\ndata: a\ndata: b\n\n"
+        b"text\nbytes\n" + b'{"k":"\\u00e9"}\n' + b"id: 3\nevent: e\ndata: a\ndata: b\n\n"
     )
     assert results[:4] == [None, None, None, None]
     assert isinstance(results[4], StreamClosedError)

@@ -187,9 +187,18 @@ def test_json_uses_flask_default_for_dates_uuids_dataclasses() -> None:
     with app.app_context():
         raw = E({"u": u, "d": day, "p": Pair(1, "z")}).encode()
     assert raw == (
-        b'data: {"u":"12345678-1234-5678-1234-567812345678",'
-        b'"d":"Thu, 29 Feb 2024 00:00:00 GMT","p":{"a":1,"b":"z"}}\n\n'
+        b'data: {"d":"Thu, 29 Feb 2024 00:00:00 GMT","p":{"a":1,"b":"z"},'
+        b'"u":"12345678-1234-5678-1234-567812345678"}\n\n'
     )
+
+
+def test_json_follows_the_providers_sort_keys_and_ensure_ascii() -> None:
+    app = Flask(__name__)
+    with app.app_context():
+        assert E({"b": "\u00e9", "a": 1}).encode() == b'data: {"a":1,"b":"\\u00e9"}\n\n'
+        app.json.sort_keys = False  # type: ignore[attr-defined]
+        app.json.ensure_ascii = False  # type: ignore[attr-defined]
+        assert E({"b": "\u00e9", "a": 1}).encode() == 'data: {"b":"\u00e9","a":1}\n\n'.encode()
 
 
 def test_json_uses_the_apps_provider_default_hook() -> None:

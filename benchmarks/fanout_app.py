@@ -1,0 +1,52 @@
+"""Ours in the fan-out benchmark: flask_streaming's ``/streaming/events/<channel>``
+route, fed by ``Streaming.publish``.
+
+Served by gunicorn with the gevent worker (see :mod:`benchmarks.fanout`)::
+
+    python -m gunicorn -k gevent -w 1 benchmarks.fanout_app:app
+
+``$BENCH_BROKER_URL`` picks the broker (default ``memory://``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import gevent
+from flask import Flask, request
+
+from benchmarks.fanout_common import CHANNEL, next_slot, payload, publish_args
+from flask_streaming import Streaming
+
+app = Flask(__name__)
+app.config["STREAMING_BROKER_URL"] = os.environ.get("BENCH_BROKER_URL", "memory://")
+app.config["STREAMING_MAX_CONNECTIONS"] = int(os.environ.get("BENCH_MAX_CONNECTIONS", "19000"))
+streaming = Streaming(app)
+
+
+@app.get("/health")
+def health() -> str:
+    """Readiness probe: the worker imported the app."""
+    return "ok"
+
+
+@app.get("/stats")
+def stats() -> dict[str, int]:
+    """This worker's pid and how many subscribers it holds."""
+    return {"pid": os.getpid(), "subscribers": streaming.broker(app).connections}
+
+
+@app.get("/publish")
+def publish() -> dict[str, float]:
+    """Publish ``n`` events on the benchmark channel, as a burst or paced
+    at ``rate`` events/s; answer with the first and last publish times."""
+    n, interval = publish_args(request.args)
+    first = start = time.monotonic()
+    for seq in range(n):
+        if interval:
+            gevent.sleep(next_slot(start, seq, interval))
+        if seq == 0:
+            first = time.monotonic()
+        streaming.publish(CHANNEL, payload(seq))
+    return {"first": first, "last": time.monotonic()}

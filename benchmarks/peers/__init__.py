@@ -1,0 +1,1 @@
+"""The peers' apps of the fan-out benchmark (:mod:`benchmarks.fanout`)."""
