@@ -20,9 +20,10 @@ from urllib.parse import quote
 
 from flask import Response, current_app, request, send_file, stream_with_context
 
+from .producers import pump
 from .settings import get_settings
 from .sse import ServerSentEvent, json_dumps
-from .transport import Outbox, StreamBody, gevent_active, pump
+from .transport import Outbox, StreamBody, gevent_active
 
 _TEXT = "text/plain"  # Werkzeug adds "; charset=utf-8" to text/* mimetypes
 #: Block size for reading files when the kernel's sendfile is not available.

@@ -23,8 +23,9 @@ from typing import Any
 from flask import Response, current_app, has_app_context, request, stream_with_context
 from flask.json.provider import DefaultJSONProvider
 
+from .producers import Producer, Source, pump
 from .settings import get_settings
-from .transport import Outbox, Producer, Source, StreamBody, gevent_active, pump
+from .transport import Outbox, StreamBody, gevent_active
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _FORBIDDEN = re.compile(r"[\r\n\x00]")

@@ -6,7 +6,7 @@ heartbeat while idle, notices a client that went away, and runs its close
 callbacks exactly once, whatever ended the stream.
 
 Producers fill the outbox from wherever they run: a greenlet that iterates an
-app's generator (:func:`pump`), a view's own greenlet through
+app's generator (:func:`~flask_streaming.producers.pump`), a view's own greenlet through
 :class:`~flask_streaming.responses.ResponseStream`, or (in the channels issue)
 a broker's fan-out. Under gunicorn's gevent worker the producer is a
 greenlet; under any other server it is a daemon thread, and one warning says
@@ -24,11 +24,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
 from .signals import stream_closed, stream_opened
+
+if TYPE_CHECKING:
+    from .producers import Source
 
 logger = logging.getLogger("flask_streaming")
 
@@ -277,110 +280,6 @@ class _DisconnectWatcher:
             self._watcher.stop()
             self._watcher.close()
             self._watcher = None
-
-
-class Task:
-    """A producer running beside the writer: a greenlet under gevent, a daemon
-    thread elsewhere. :meth:`kill` stops a greenlet at once (its ``finally``
-    blocks run); a thread stops at its next write to a finished outbox."""
-
-    __slots__ = ("_handle",)
-
-    def __init__(self, fn: Callable[[], None], *, green: bool) -> None:
-        if green:
-            import gevent
-
-            self._handle: Any = gevent.spawn(fn)
-        else:
-            self._handle = threading.Thread(target=fn, daemon=True, name="flask-streaming")
-            self._handle.start()
-
-    def kill(self, timeout: float = 5.0) -> None:
-        import greenlet
-
-        h = self._handle
-        if isinstance(h, greenlet.greenlet) and h is not greenlet.getcurrent() and not h.dead:
-            h.kill(block=True, timeout=timeout)
-
-
-class Source(Protocol):
-    """What feeds a :class:`StreamBody`: started after the first bytes went
-    out, stopped when the stream ends."""
-
-    def start(self, body: StreamBody) -> None: ...
-
-    def stop(self) -> None: ...
-
-
-class Producer:
-    """Runs ``fn(outbox)`` in a :class:`Task` when the stream starts (after its
-    first bytes went out) and kills it when the stream ends."""
-
-    __slots__ = ("_task", "fn")
-
-    def __init__(self, fn: Callable[[Outbox], Any]) -> None:
-        self.fn = fn
-        self._task: Task | None = None
-
-    def start(self, body: StreamBody) -> None:
-        outbox = body.outbox
-        self._task = Task(lambda: self.fn(outbox), green=body.green)
-
-    def stop(self) -> None:
-        if self._task is not None:
-            self._task.kill()
-
-
-def _yield_now() -> None:
-    import gevent
-
-    gevent.sleep(0)
-
-
-def pump(
-    iterable: Iterable[Any],
-    encode: Callable[[Any], bytes],
-    *,
-    on_error: Callable[[BaseException], bytes | None] | None = None,
-    flush: bool = True,
-) -> Producer:
-    """A :class:`Producer` that puts each encoded item of *iterable* into the
-    outbox, blocking while the writer is behind.
-
-    :param encode: turns one item into bytes (``b""`` to skip it).
-    :param on_error: bytes to send to the client before aborting when the
-        iterable raises (``None``: abort without a word).
-    :param flush: wake the writer for every item (SSE) or let it coalesce.
-    """
-
-    def run(outbox: Outbox) -> None:
-        it = iter(iterable)
-        green = outbox._lock is None
-        limit = outbox.max_delay
-        monotonic = time.monotonic
-        try:
-            for item in it:
-                data = encode(item)
-                if data and not outbox.put(data, flush=flush):
-                    break
-                if outbox.size >= outbox.high_water:
-                    outbox.wait_room()
-                elif green and outbox.size and monotonic() - outbox.first_at >= limit:
-                    # A busy source never blocks: give the writer its turn,
-                    # so that no data waits longer than max_delay.
-                    _yield_now()
-            else:
-                outbox.finish("complete")
-        except Exception as exc:
-            logger.exception("flask_streaming: the stream's source raised")
-            error = on_error(exc) if on_error is not None else None
-            outbox.finish("error", error or b"")
-        finally:
-            close = getattr(it, "close", None)
-            if close is not None:
-                close()
-
-    return Producer(run)
 
 
 class StreamBody:
