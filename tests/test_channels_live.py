@@ -244,3 +244,29 @@ def test_subscribe_abort_cycles_leave_nothing_behind(
     assert after["open_streams"] == 0
     assert after["rss_kib"] <= before["rss_kib"] * 1.10, (before, after, elapsed)
     os.environ.get("CI")  # nothing else to check
+
+
+@pytest.mark.redis
+def test_redis_connections_do_not_grow_with_subscribers(
+    live_server: Callable[..., GunicornServer], redis_factory: Callable[..., Any]
+) -> None:
+    from flask_streaming.brokers.redis import POOL_SIZE
+
+    rs = redis_factory()
+    server = live_server(APP, workers=1, env={"BROKER_URL": rs.url})
+    publisher = RedisPublisher(rs.url)
+    first = publisher.publish("many", "old")
+    publisher.redis.close()
+    # 80 browsers at once, each resuming (a replay from Redis each)
+    subs = [
+        Subscriber(f"{server.url}/streaming/events/many", headers={"Last-Event-ID": "0"})
+        for _ in range(80)
+    ]
+    for s in subs:
+        assert [e.id for e in s.wait_for(1)] == [first]
+    watcher = redis.Redis.from_url(rs.url)
+    watcher.client_setname("watcher")
+    others = [c for c in watcher.client_list() if c.get("name") != "watcher"]
+    assert 1 <= len(others) <= 1 + POOL_SIZE, others
+    for s in subs:
+        s.stop()

@@ -26,6 +26,10 @@ from .base import Broker, check_channel, encode_body, frame, reset_event
 
 logger = logging.getLogger("flask_streaming")
 
+#: Redis connections a process uses for publishing and replay (besides its
+#: one pub/sub connection).
+POOL_SIZE = 8
+
 _PUBLISH = """
 local seq
 if ARGV[3] ~= '' then
@@ -69,7 +73,13 @@ class RedisPublisher:
         self.url = url
         self.prefix = prefix
         self.history_size = history_size
-        self.redis = client or redis.Redis.from_url(url)
+        # A bounded pool: however many subscribers replay at once, a worker
+        # holds at most this many connections (they wait for a free one).
+        self.redis = client or redis.Redis(
+            connection_pool=redis.BlockingConnectionPool.from_url(
+                url, max_connections=POOL_SIZE, timeout=10
+            )
+        )
         self._script = self.redis.register_script(_PUBLISH)
         self.seq_key = f"{prefix}:seq"
         self.pubsub_channel = f"{prefix}:events"
