@@ -22,6 +22,8 @@ from flask_streaming import Streaming
 app = Flask(__name__)
 app.config["STREAMING_BROKER_URL"] = os.environ.get("BENCH_BROKER_URL", "memory://")
 app.config["STREAMING_MAX_CONNECTIONS"] = int(os.environ.get("BENCH_MAX_CONNECTIONS", "19000"))
+if "BENCH_SEND_TIMEOUT" in os.environ:  # diagnostics: 0 turns the send guard off
+    app.config["STREAMING_SEND_TIMEOUT"] = float(os.environ["BENCH_SEND_TIMEOUT"])
 streaming = Streaming(app)
 
 
@@ -50,3 +52,26 @@ def publish() -> dict[str, float]:
             first = time.monotonic()
         streaming.publish(CHANNEL, payload(seq))
     return {"first": first, "last": time.monotonic()}
+
+
+if os.environ.get("BENCH_TRACEMALLOC"):
+    import tracemalloc
+
+    tracemalloc.start(int(os.environ["BENCH_TRACEMALLOC"]))
+    _marks: list[tracemalloc.Snapshot] = []
+
+    @app.get("/tracemalloc")
+    def trace() -> dict[str, list[str]]:
+        """Diagnostics (only with ``$BENCH_TRACEMALLOC``): ``?mark`` takes a
+        baseline snapshot; without it, the top allocations since the mark."""
+        snap = tracemalloc.take_snapshot()
+        if "mark" in request.args or not _marks:
+            _marks[:] = [snap]
+            return {"top": []}
+        stats = snap.compare_to(_marks[0], "traceback")[:12]
+        return {
+            "top": [
+                f"{s.size_diff / 1024:.0f} KiB {s.count_diff}\n" + "\n".join(s.traceback.format())
+                for s in stats
+            ]
+        }

@@ -27,6 +27,7 @@ Every loop is bounded by a count and a deadline.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import resource
@@ -114,10 +115,8 @@ class Load:
         self.errors[why] = self.errors.get(why, 0) + 1
         self.connecting.discard(fd)
         s = self.socks.pop(fd)
-        try:
+        with contextlib.suppress(OSError, ValueError):
             self.ep.unregister(fd)
-        except (OSError, ValueError):
-            pass
         s.close()
 
     def connect_all(self) -> float:
@@ -152,7 +151,8 @@ class Load:
     # -- reading ----------------------------------------------------------
 
     def _read(self, fd: int, now: float, samples: list[float] | None) -> int:
-        """Read once from *fd*; return how many events arrived."""
+        """Read once from *fd*; return how many events arrived (-1: the
+        server closed the connection)."""
         try:
             data = self.socks[fd].recv(RECV)
         except BlockingIOError:
@@ -162,7 +162,7 @@ class Load:
         if not data:
             self.closed += 1
             self.ep.unregister(fd)
-            return 0
+            return -1
         tail = self.tail[fd]
         joined = tail + data if tail else data
         n = joined.count(MARKER)
@@ -173,10 +173,8 @@ class Load:
                 i = joined.find(MARKER) + len(MARKER)
                 end = joined.find(b" ", i, i + TS_WIDTH)
                 if end > 0:
-                    try:
+                    with contextlib.suppress(ValueError):
                         samples.append(now - float(joined[i:end]))
-                    except ValueError:
-                        pass
         return n
 
     # -- phase 2: idle until "go", then the publish ------------------------
@@ -213,7 +211,6 @@ class Load:
         )
         self.ep.register(pfd, select.EPOLLIN)
         samples: list[float] = []
-        done = 0
         live = {fd for fd in self.count if self.count[fd] < want}
         done = len(self.count) - len(live)
         t_last = t_go
@@ -233,11 +230,14 @@ class Load:
                         self.ep.unregister(pfd)
                     continue
                 now = monotonic()
-                if read(fd, now, samples) and fd in live and count[fd] >= want:
+                n = read(fd, now, samples)
+                if n > 0 and fd in live and count[fd] >= want:
                     live.discard(fd)
                     done += 1
                     t_last = now
                     self.ep.unregister(fd)
+                elif n < 0:
+                    live.discard(fd)
             if not live and pub_open and monotonic() - t_last > 5:
                 break
         pub.close()

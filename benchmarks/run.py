@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks import fanout as _fanout  # noqa: E402, F401  (registers fanout scenarios)
 from benchmarks import scenarios as _scenarios  # noqa: E402, F401  (registers scenarios)
 from benchmarks.harness import (  # noqa: E402
     SCENARIOS,

@@ -4,6 +4,7 @@ Server-Sent Events, chunked responses, segmented and tus uploads."""
 from __future__ import annotations
 
 from .channels import subscribe_response
+from .client_js import client_url
 from .errors import StreamingError
 from .extension import Streaming
 from .responses import (
@@ -41,6 +42,7 @@ __all__ = [
     "UploadSession",
     "__version__",
     "chunked_response",
+    "client_url",
     "download_response",
     "event_published",
     "get_upload_service",

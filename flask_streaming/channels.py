@@ -15,7 +15,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 
 from .brokers import Broker, Subscriber, check_channel
-from .errors import BadRequest, Forbidden
+from .errors import BadRequest, Forbidden, TooManyRequests
 from .settings import Settings, get_settings
 from .sse import ServerSentEvent, _event_body, event_stream_response, jittered_retry
 from .transport import Outbox
@@ -60,6 +60,11 @@ def subscribe_response(
         ``stream-reset`` event comes first.
     :param retry: ``retry:`` sent first (default ``STREAMING_RETRY``, else
         3000 ms, so that a stream after a shutdown resets the jittered value).
+    :raises TooManyRequests: the client address already holds
+        ``STREAMING_MAX_CONNECTIONS_PER_CLIENT`` streams in this worker (429
+        with ``Retry-After``; the per-worker limit instead answers a 200
+        stream with a retry hint, since an ``EventSource`` gives up for good
+        on any other status).
     """
     names = tuple(dict.fromkeys(check_channel(c) for c in channels))
     settings = get_settings()
@@ -67,8 +72,17 @@ def subscribe_response(
     _warn_memory_multiprocess(broker)
     if broker.connections >= settings.max_connections:
         return _refusal(settings)
+    client = request.remote_addr or ""
+    quota = settings.max_connections_per_client
+    if quota and broker.clients.get(client, 0) >= quota:
+        raise TooManyRequests(
+            f"At most {quota} open event streams per client.",
+            code="too_many_connections",
+            limit=quota,
+            headers={"Retry-After": "5"},
+        )
     outbox = Outbox()
-    sub = Subscriber(broker, names, outbox, last_event_id)
+    sub = Subscriber(broker, names, outbox, last_event_id, client)
     sub.slow = (
         jittered_retry(settings.retry or 3000)
         + ServerSentEvent(

@@ -62,7 +62,8 @@ def _serve(name: str, mimetype: str) -> Response:
         rv.headers["Cache-Control"] = IMMUTABLE
     else:
         rv.headers["Cache-Control"] = "no-cache"
-    return rv.make_conditional(request)
+    rv.make_conditional(request)
+    return rv
 
 
 def register_client_views(

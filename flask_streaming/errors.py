@@ -9,9 +9,11 @@ blueprint) into the same JSON body::
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from typing import Any
 
-from flask import Response, jsonify
+from flask import Response, has_request_context, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 
@@ -82,6 +84,27 @@ class Conflict(StreamingError):
     status, code = 409, "conflict"
 
 
+class RequestTimeout(StreamingError):
+    """408: the request body stalled longer than ``STREAMING_BODY_TIMEOUT``;
+    the connection is closed after this answer."""
+
+    status, code = 408, "body_timeout"
+
+    def response(self) -> Response:
+        """The JSON answer; the connection is shut once it was sent (the
+        rest of the stalled body is never read)."""
+        rv = super().response()
+        sock = request.environ.get("gunicorn.socket") if has_request_context() else None
+        if sock is not None:
+
+            def shut() -> None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+            rv.call_on_close(shut)
+        return rv
+
+
 class Gone(StreamingError):
     """410: the resource existed and has expired."""
 
@@ -116,6 +139,13 @@ class InsufficientStorage(StreamingError):
     """507: the upload store is out of space; nothing was accepted."""
 
     status, code = 507, "insufficient_storage"
+
+
+class StorageFailed(StreamingError):
+    """500: the upload store failed to write (an I/O error other than a full
+    disk); nothing was accepted, the client may send again."""
+
+    status, code = 500, "storage_error"
 
 
 def _http_code(exc: HTTPException) -> str:

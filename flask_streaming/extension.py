@@ -75,10 +75,20 @@ class Streaming:
         bytes chunked responses coalesce into one write (``65536``).
     ``STREAMING_FLUSH_INTERVAL``
         the longest time (s) chunked data is held back (``0.05``).
+    ``STREAMING_MAX_CONNECTIONS``
+        open channel streams per worker (``9000``); beyond it a 200 stream
+        with only a jittered ``retry`` (an ``EventSource`` gives up on any
+        other status) and ``Retry-After``.
+    ``STREAMING_MAX_CONNECTIONS_PER_CLIENT``
+        open channel streams per client address per worker (``0``: no
+        limit); beyond it 429 with ``Retry-After``.
+    ``STREAMING_SEND_TIMEOUT``
+        seconds a streaming response waits for a client that stopped
+        reading before cutting it off (``30``; ``0``: no limit).
     ``STREAMING_UPLOAD_FOLDER``
         the upload store (``streaming-uploads`` in the instance folder).
     ``STREAMING_MAX_SEGMENT_SIZE``
-        largest segment or tus ``PATCH`` body in bytes (64 MiB).
+        largest segment or checksummed tus ``PATCH`` body in bytes (64 MiB).
     ``STREAMING_MAX_UPLOAD_SIZE``
         largest upload in bytes (4 GiB; ``None``: no limit).
     ``STREAMING_MAX_SEGMENTS``
@@ -87,10 +97,15 @@ class Streaming:
         idle seconds before an unfinished upload expires (``600``).
     ``STREAMING_MAX_SESSIONS_PER_CLIENT``
         open upload sessions per client address (``20``; ``0``: no limit).
+    ``STREAMING_BODY_TIMEOUT``
+        seconds a request body may stall before 408 and a closed
+        connection (``30``; ``0``: no limit).
     ``STREAMING_UPLOAD_LOCK_TIMEOUT``
         seconds to wait for a busy upload session before 503 (``30``).
     ``STREAMING_UPLOAD_FSYNC``
         ``fsync`` upload bytes and records (``False``).
+    ``STREAMING_TUS_EXPIRY``
+        idle seconds before an unfinished tus upload expires (``86400``).
 
     :param app: an app to register with at once.
     :param view_decorators: decorators applied to every view of the

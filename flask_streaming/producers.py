@@ -83,7 +83,6 @@ def pump(
     encode: Callable[[Any], bytes],
     *,
     on_error: Callable[[BaseException], bytes | None] | None = None,
-    flush: bool = True,
 ) -> Producer:
     """A :class:`Producer` that puts each encoded item of *iterable* into the
     outbox, blocking while the writer is behind.
@@ -91,7 +90,6 @@ def pump(
     :param encode: turns one item into bytes (``b""`` to skip it).
     :param on_error: bytes to send to the client before aborting when the
         iterable raises (``None``: abort without a word).
-    :param flush: wake the writer for every item (SSE) or let it coalesce.
     """
 
     def run(outbox: Outbox) -> None:
@@ -102,7 +100,7 @@ def pump(
         try:
             for item in it:
                 data = encode(item)
-                if data and not outbox.put(data, flush=flush):
+                if data and not outbox.put(data):
                     break
                 if outbox.size >= outbox.high_water:
                     outbox.wait_room()

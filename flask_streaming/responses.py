@@ -66,7 +66,7 @@ def _streamed(
     settings = get_settings()
     interval = settings.flush_interval if flush_interval is None else flush_interval
     outbox = Outbox(high_water=buffer_size or settings.buffer_size, max_delay=interval)
-    producer = pump(stream_with_context(iter(iterable)), encode, flush=False)
+    producer = pump(stream_with_context(iter(iterable)), encode)
     body = _body(outbox, flush_interval=interval, producer=producer)
     return Response(
         body, status=status, mimetype=mimetype, headers=headers, direct_passthrough=True

@@ -88,15 +88,26 @@ class Settings:
     #: jittered ``retry`` and a ``stream-error`` event. Keep it below
     #: gunicorn's ``worker_connections``.
     max_connections: int = 9000
+    #: Open channel streams per client address in one worker process;
+    #: beyond it a subscription answers 429 with ``Retry-After`` (``0``: no
+    #: limit; clients behind one NAT or proxy share an address, so mind
+    #: ``ProxyFix``).
+    max_connections_per_client: int = 0
     #: Channels a client may subscribe to on one connection.
     max_channels: int = 16
+    #: Seconds a streaming response waits for a client that stopped reading
+    #: (its socket buffer is full) before the connection is cut (``0``: wait
+    #: forever). Needs gunicorn's gevent worker.
+    send_timeout: float = 30.0
     #: Key prefix of everything the Redis broker stores.
     redis_prefix: str = "flask_streaming"
     #: Folder of the upload store; ``None``: ``streaming-uploads`` in the
     #: app's instance folder.
     upload_folder: str | None = None
-    #: Largest segment (or tus ``PATCH`` body) in bytes: 413 from
-    #: ``Content-Length`` before reading, and while reading without one.
+    #: Largest segment (or checksummed tus ``PATCH`` body, which is staged)
+    #: in bytes: 413 from ``Content-Length`` before reading, and while
+    #: reading without one. Other tus bodies are written through and bounded
+    #: by the upload's length.
     max_segment_size: int = 64 << 20
     #: Largest upload in bytes (``None``: no limit).
     max_upload_size: int | None = 4 << 30
@@ -108,11 +119,20 @@ class Settings:
     #: Open upload sessions per client address (``0``: no limit); beyond it
     #: creating one answers 429.
     max_sessions_per_client: int = 20
+    #: Seconds a request body may stall (no byte arriving) before the
+    #: request fails with 408 ``body_timeout`` and the connection is closed
+    #: (``0``: wait forever). Applies to every route of the blueprint under
+    #: gunicorn.
+    body_timeout: float = 30.0
     #: Seconds a request waits for a busy upload session before 503.
     upload_lock_timeout: float = 30.0
     #: ``fsync`` upload bytes and records (survive power loss, not only a
     #: killed worker; slower).
     upload_fsync: bool = False
+    #: Seconds without activity after which a tus upload expires and its
+    #: data is removed (tus clients resume after hours or days; apart from
+    #: ``session_timeout``). Sent as ``Upload-Expires``.
+    tus_expiry: float = 86400.0
 
     @classmethod
     def from_app(cls, app: Flask, options: Mapping[str, Any] | None = None) -> Settings:
@@ -150,7 +170,9 @@ _CONVERT: dict[str, Any] = {
     "max_queue": int,
     "max_queue_bytes": int,
     "max_connections": int,
+    "max_connections_per_client": int,
     "max_channels": int,
+    "send_timeout": float,
     "redis_prefix": str,
     "upload_folder": _opt_str,
     "max_segment_size": int,
@@ -158,8 +180,10 @@ _CONVERT: dict[str, Any] = {
     "max_segments": int,
     "session_timeout": float,
     "max_sessions_per_client": int,
+    "body_timeout": float,
     "upload_lock_timeout": float,
     "upload_fsync": _bool,
+    "tus_expiry": float,
 }
 
 

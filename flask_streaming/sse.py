@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import json
-import random
 import re
 from _json import encode_basestring as _c_encode_basestring
 from _json import encode_basestring_ascii as _c_encode_basestring_ascii
@@ -26,6 +25,7 @@ from flask.json.provider import DefaultJSONProvider
 from .producers import Producer, Source, pump
 from .settings import get_settings
 from .transport import Outbox, StreamBody, gevent_active
+from .transport import jittered_retry as _jittered_retry
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _FORBIDDEN = re.compile(r"[\r\n\x00]")
@@ -171,17 +171,10 @@ def to_event(item: Any) -> ServerSentEvent:
     return ServerSentEvent(item)
 
 
-#: Spread (ms) of the random ``retry`` sent when a worker shuts down, so that
-#: its clients do not all reconnect at once.
-SHUTDOWN_RETRY_SPREAD = 5000
-
-
 def jittered_retry(base: int | None = None) -> bytes:
     """A lone ``retry:`` field between *base* (default ``STREAMING_RETRY``,
-    else 3 s) and *base* plus :data:`SHUTDOWN_RETRY_SPREAD` ms."""
-    if base is None:
-        base = get_settings().retry or 3000
-    return ServerSentEvent(retry=base + random.randrange(SHUTDOWN_RETRY_SPREAD)).encode()
+    else 3 s) and *base* plus :data:`~flask_streaming.transport.SHUTDOWN_RETRY_SPREAD` ms."""
+    return _jittered_retry(get_settings().retry or 3000 if base is None else base)
 
 
 def _event_body(
@@ -210,7 +203,7 @@ def _event_body(
         producer=producer,
         on_close=on_close,
         channels=channels,
-        farewell=lambda: jittered_retry(base_retry),
+        shutdown_retry=base_retry,
     )
 
 

@@ -5,7 +5,11 @@
   CRLF line ends, comments ignored, ``retry`` only when all digits, ``id``
   with NUL ignored, an event without data not dispatched).
 * :class:`GunicornServer` serves an app under a real gunicorn with the gevent
-  worker on a free loopback port, for live tests.
+  worker on a free loopback port, for live tests; the pytest plugin
+  (:mod:`flask_streaming.pytest_plugin`) wraps it in the ``streaming_server``
+  fixture.
+* :func:`upload_segments` and :func:`upload_tus` drive an upload through the
+  native protocol or tus 1.0 with a Flask test client or an ``httpx.Client``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ class Event:
     event: str = "message"
     id: str = ""
     retry: int | None = None
+    #: The ``channel:`` field of flask_streaming channel events (``None``
+    #: without one); ``EventSource`` ignores it.
+    channel: str | None = None
 
     def json(self) -> Any:
         import json
@@ -49,6 +56,7 @@ class EventParser:
         self._first = True
         self._data: list[str] = []
         self._event = ""
+        self._channel: str | None = None
         self.last_event_id = ""
         self.retry: int | None = None
         self.comments = 0
@@ -93,9 +101,12 @@ class EventParser:
         if line == "":
             if self._data:
                 data = "\n".join(self._data)
-                out.append(Event(data, self._event or "message", self.last_event_id, self.retry))
+                event = Event(data, self._event or "message", self.last_event_id, self.retry)
+                event.channel = self._channel
+                out.append(event)
             self._data = []
             self._event = ""
+            self._channel = None
             return
         if line.startswith(":"):
             self.comments += 1
@@ -112,6 +123,8 @@ class EventParser:
                 self.last_event_id = value
         elif name == "retry" and value.isascii() and value.isdigit():
             self.retry = int(value)
+        elif name == "channel":
+            self._channel = value
 
 
 def parse_events(data: bytes | Iterable[bytes]) -> list[Event]:
@@ -244,3 +257,156 @@ def iter_sse(response: Any) -> Iterator[Event]:
     parser = EventParser()
     for chunk in response.response:
         yield from parser.feed(chunk)
+
+
+# -- driving uploads in tests ---------------------------------------------
+
+
+@dataclasses.dataclass
+class UploadOutcome:
+    """What :func:`upload_segments` or :func:`upload_tus` saw."""
+
+    #: The session id (native) or the upload URL (tus).
+    id: str
+    #: The JSON answer to every segment (native) or nothing (tus).
+    responses: list[Any]
+    #: The final JSON answer (native) or ``{"offset": n}`` (tus).
+    final: Any
+    #: ``(status, headers)`` of every request, in order.
+    statuses: list[tuple[int, dict[str, str]]] = dataclasses.field(default_factory=list)
+
+
+def _send(
+    client: Any, method: str, url: str, headers: Mapping[str, str], body: bytes | None
+) -> tuple[int, dict[str, str], Any]:
+    """One request through a Flask test client or an ``httpx.Client``."""
+    if hasattr(client, "application"):  # flask.testing.FlaskClient
+        rv = client.open(url, method=method, headers=dict(headers), data=body)
+        payload = rv.get_json(silent=True)
+        return rv.status_code, dict(rv.headers), payload
+    rv = client.request(method, url, headers=dict(headers), content=body)
+    try:
+        payload = rv.json()
+    except ValueError:
+        payload = None
+    return rv.status_code, dict(rv.headers), payload
+
+
+def _expect(status: int, ok: Iterable[int], what: str, payload: Any) -> None:
+    if status not in ok:
+        raise AssertionError(f"{what}: HTTP {status}: {payload!r}")
+
+
+def upload_segments(
+    client: Any,
+    data: bytes,
+    *,
+    segment_size: int = 65536,
+    prefix: str = "/streaming",
+    filename: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    order: Iterable[int] | None = None,
+    checksum: bool = False,
+    done: str = "empty",
+) -> UploadOutcome:
+    """Upload *data* with the native protocol: open a session, send every
+    segment, complete. Raises :class:`AssertionError` on an error answer.
+
+    :param client: a Flask test client or an ``httpx.Client`` (with
+        ``base_url``, e.g. ``httpx.Client(base_url=server.url)``).
+    :param order: the segment numbers in the order to send them (default
+        ascending), e.g. to test out-of-order arrival.
+    :param checksum: send ``X-Stream-Checksum: sha256=...``.
+    :param done: ``"empty"`` completes with an empty request one past the
+        last segment (svelte-stream's way); ``"last"`` marks the last
+        segment itself as done.
+    """
+    import base64
+    import hashlib
+    import json
+
+    prefix = prefix.rstrip("/")
+    statuses: list[tuple[int, dict[str, str]]] = []
+    body = json.dumps(
+        {"filename": filename, "size": len(data), "metadata": dict(metadata or {})}
+    ).encode()
+    status, headers, created = _send(
+        client, "POST", f"{prefix}/uploads", {"Content-Type": "application/json"}, body
+    )
+    statuses.append((status, headers))
+    _expect(status, (200, 201), "creating the session", created)
+    sid = str(created["streamId"])
+    count = max(1, -(-len(data) // segment_size))
+    indexes = list(order) if order is not None else list(range(count))
+    responses: list[Any] = []
+    final: Any = None
+    for n, index in enumerate(indexes):
+        chunk = data[index * segment_size : (index + 1) * segment_size]
+        is_done = done == "last" and n == len(indexes) - 1
+        seg_headers = {
+            "X-Stream-Id": sid,
+            "X-Stream-Segment": str(index),
+            "X-Stream-Done": "true" if is_done else "false",
+            "Content-Type": "application/octet-stream",
+        }
+        if checksum:
+            digest = base64.b64encode(hashlib.sha256(chunk).digest()).decode()
+            seg_headers["X-Stream-Checksum"] = f"sha256={digest}"
+        status, headers, payload = _send(client, "POST", f"{prefix}/uploads", seg_headers, chunk)
+        statuses.append((status, headers))
+        _expect(status, (200,), f"segment {index}", payload)
+        responses.append(payload)
+        if is_done:
+            final = payload
+    if done != "last":
+        done_headers = {"X-Stream-Id": sid, "X-Stream-Segment": str(count), "X-Stream-Done": "true"}
+        status, headers, final = _send(client, "POST", f"{prefix}/uploads", done_headers, b"")
+        statuses.append((status, headers))
+        _expect(status, (200,), "completing", final)
+    return UploadOutcome(sid, responses, final, statuses)
+
+
+def upload_tus(
+    client: Any,
+    data: bytes,
+    *,
+    chunk_size: int = 65536,
+    prefix: str = "/streaming",
+    metadata: Mapping[str, str] | None = None,
+) -> UploadOutcome:
+    """Upload *data* with tus 1.0 (creation, then ``PATCH`` requests of
+    *chunk_size* bytes). Raises :class:`AssertionError` on an error answer.
+
+    :param client: a Flask test client or an ``httpx.Client`` with ``base_url``.
+    :param metadata: ``Upload-Metadata`` values (base64-encoded here).
+    """
+    import base64
+    from urllib.parse import urlsplit
+
+    tus = {"Tus-Resumable": "1.0.0"}
+    statuses: list[tuple[int, dict[str, str]]] = []
+    headers = {**tus, "Upload-Length": str(len(data))}
+    if metadata:
+        headers["Upload-Metadata"] = ",".join(
+            f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in metadata.items()
+        )
+    status, got, payload = _send(client, "POST", f"{prefix.rstrip('/')}/tus/", headers, b"")
+    statuses.append((status, got))
+    _expect(status, (201,), "creating the tus upload", payload)
+    location = got.get("Location") or got.get("location") or ""
+    path = urlsplit(location).path or location
+    offset = 0
+    while offset < len(data) or not statuses[1:]:
+        chunk = data[offset : offset + chunk_size]
+        patch = {
+            **tus,
+            "Upload-Offset": str(offset),
+            "Content-Type": "application/offset+octet-stream",
+        }
+        status, got, payload = _send(client, "PATCH", path, patch, chunk)
+        statuses.append((status, got))
+        _expect(status, (204,), f"PATCH at offset {offset}", payload)
+        offset = int(got.get("Upload-Offset") or got.get("upload-offset") or 0)
+        if not data:
+            break
+    return UploadOutcome(path, [], {"offset": offset}, statuses)

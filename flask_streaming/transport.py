@@ -15,9 +15,11 @@ that long-lived streams need gevent.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
+import random
 import signal
 import socket
 import sys
@@ -63,14 +65,24 @@ def _warn_sync_once() -> None:
         )
 
 
+#: Spread (ms) of the random ``retry`` sent when a worker shuts down, so that
+#: its clients do not all reconnect at once.
+SHUTDOWN_RETRY_SPREAD = 5000
+
+
+def jittered_retry(base: int) -> bytes:
+    """A lone SSE ``retry:`` field between *base* and *base* plus
+    :data:`SHUTDOWN_RETRY_SPREAD` ms."""
+    return b"retry: %d\n\n" % (base + random.randrange(SHUTDOWN_RETRY_SPREAD))
+
+
 def shutdown_streams() -> int:
-    """End every open stream that has a farewell (event streams send a
-    jittered ``retry:``), as when the worker is told to stop. Returns how
-    many were ended."""
+    """End every open event stream with a jittered ``retry:``, as when the
+    worker is told to stop. Returns how many were ended."""
     count = 0
     for body in list(open_streams):
-        if body.farewell is not None and body.outbox.open:
-            body.outbox.put(body.farewell())
+        if body.shutdown_retry is not None and body.outbox.open:
+            body.outbox.put(jittered_retry(body.shutdown_retry))
             body.outbox.finish("shutdown")
             count += 1
     return count
@@ -97,6 +109,36 @@ def _install_shutdown_hook() -> None:
         signal.signal(signal.SIGTERM, on_term)
     except ValueError:  # not the main thread after all
         _hook_pid = 0
+
+
+def set_socket_timeout(environ: dict[str, Any], seconds: float | None) -> None:
+    """Set the timeout of the client's socket under gunicorn's gevent worker
+    (no-op elsewhere): reads and writes that wait longer fail."""
+    sock = environ.get("gunicorn.socket")
+    if sock is None or not gevent_active():
+        return
+    with contextlib.suppress(OSError):
+        sock.settimeout(seconds or None)
+
+
+def _poll_writable() -> Callable[[int], bool]:
+    """``writable(fd)``: a zero-timeout ``poll`` (the real one, not gevent's),
+    so that a stream checks for room in the socket buffer without a switch
+    to the hub."""
+    import select
+
+    poll_cls: Any = select.poll
+    if "gevent.monkey" in sys.modules:
+        from gevent.monkey import get_original
+
+        poll_cls = get_original("select", "poll")
+
+    def writable(fd: int) -> bool:
+        p = poll_cls()
+        p.register(fd, select.POLLOUT)
+        return bool(p.poll(0))
+
+    return writable
 
 
 class StreamAborted(RuntimeError):
@@ -127,6 +169,7 @@ class Outbox:
         "max_delay",
         "reason",
         "size",
+        "urgent",
     )
 
     def __init__(
@@ -138,15 +181,17 @@ class Outbox:
             from gevent.event import Event
 
             self._wake: Any = Event()
-            self._room: Any = Event()
+            self._room: Any = None  # made when a producer first has to wait
             self._lock: Any = None
         else:
             self._wake = threading.Event()
             self._room = threading.Event()
+            self._room.set()
             self._lock = threading.Lock()
-        self._room.set()
         self._chunks: list[bytes] = []
         self.size = 0
+        #: something waiting must go out now, flush interval or not
+        self.urgent = False
         self.first_at = 0.0
         self.high_water = high_water
         #: the longest a busy producer lets data wait before it yields to
@@ -166,11 +211,15 @@ class Outbox:
         """``True`` while data put now would still be sent."""
         return not (self.finished or self.gone)
 
-    def put(self, data: bytes, *, flush: bool = True) -> bool:
+    def put(self, data: bytes, *, flush: bool = False) -> bool:
         """Queue *data*; return ``False`` (and drop it) once the stream ended.
 
-        :param flush: wake the writer now; ``False`` lets the writer coalesce
-            until ``high_water`` or its flush interval.
+        :param flush: send it without waiting out the writer's flush interval.
+
+        The writer is woken when the outbox stops being empty (it then
+        drains, or waits out its flush interval) and at ``high_water``; not
+        for every put, which matters when one publish reaches thousands of
+        outboxes.
         """
         if self.finished or self.gone:
             return False
@@ -179,7 +228,10 @@ class Outbox:
                 self._append(data)
         else:
             self._append(data)
-        if flush or self.size >= self.high_water or len(self._chunks) == 1:
+        if flush:
+            self.urgent = True
+            self._wake.set()
+        elif len(self._chunks) == 1 or self.size >= self.high_water:
             self._wake.set()
         return True
 
@@ -196,6 +248,10 @@ class Outbox:
     def wait_room(self) -> None:
         """Block the producer while the writer is ``high_water`` bytes behind."""
         while self.size >= self.high_water and not (self.gone or self.finished):
+            if self._room is None:
+                from gevent.event import Event
+
+                self._room = Event()
             self._room.clear()
             if self.size >= self.high_water and not self.gone:
                 self._room.wait()
@@ -207,7 +263,9 @@ class Outbox:
                 chunks, self._chunks, self.size = self._chunks, [], 0
         else:
             chunks, self._chunks, self.size = self._chunks, [], 0
-        self._room.set()
+        self.urgent = False
+        if self._room is not None:
+            self._room.set()
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def finish(self, reason: str = "complete", error: bytes | None = None) -> None:
@@ -218,14 +276,16 @@ class Outbox:
         self.reason = self.reason or reason
         self.error = error
         self._wake.set()
-        self._room.set()
+        if self._room is not None:
+            self._room.set()
 
     def disconnect(self) -> None:
         """The client went away: stop writing, wake every waiter."""
         self.gone = True
         self.reason = self.reason or "disconnect"
         self._wake.set()
-        self._room.set()
+        if self._room is not None:
+            self._room.set()
 
     def clear_wake(self) -> None:
         self._wake.clear()
@@ -243,7 +303,7 @@ class _DisconnectWatcher:
     at it: an orderly close reads as EOF at once.
     """
 
-    __slots__ = ("_raw", "_watcher")
+    __slots__ = ("_outbox", "_raw", "_watcher")
 
     def __init__(self, environ: dict[str, Any], outbox: Outbox) -> None:
         self._watcher: Any = None
@@ -258,22 +318,22 @@ class _DisconnectWatcher:
         from gevent import get_hub
 
         self._raw = raw
+        self._outbox = outbox
         self._watcher = get_hub().loop.io(fd, 1)
+        self._watcher.start(self._readable)
 
-        def readable() -> None:
-            try:
-                peek = raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                return
-            except OSError:
-                peek = b""
-            self.stop()
-            if not peek:
-                outbox.disconnect()
-            # else: the client sent more (a pipelined request); a failed
-            # write will tell us if it leaves.
-
-        self._watcher.start(readable)
+    def _readable(self) -> None:
+        try:
+            peek = self._raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        except OSError:
+            peek = b""
+        self.stop()
+        if not peek:
+            self._outbox.disconnect()
+        # else: the client sent more (a pipelined request); a failed write
+        # will tell us if it leaves.
 
     def stop(self) -> None:
         if self._watcher is not None:
@@ -294,8 +354,9 @@ class StreamBody:
     :param producer: started on the first iteration, stopped on close.
     :param on_close: callables run once when the stream ends.
     :param channels: channel names, reported in the signals.
-    :param farewell: returns the last bytes to send when the worker shuts
-        down; streams without one run to their end.
+    :param shutdown_retry: for event streams, the normal ``retry`` (ms):
+        when the worker shuts down the stream gets a jittered one above it
+        and ends. ``None``: the stream runs to its end.
     """
 
     def __init__(
@@ -311,7 +372,8 @@ class StreamBody:
         producer: Source | None = None,
         on_close: Iterable[Callable[[], Any]] = (),
         channels: tuple[str, ...] = (),
-        farewell: Callable[[], bytes] | None = None,
+        shutdown_retry: int | None = None,
+        send_timeout: float | None = None,
     ) -> None:
         self.id = next(_ids)
         self.outbox = outbox
@@ -323,10 +385,15 @@ class StreamBody:
         self.ping_bytes = ping_bytes
         self.flush_interval = flush_interval
         self.producer = producer
-        self.on_close = list(on_close)
+        self.on_close = tuple(on_close)
         self.channels = channels
-        #: bytes sent when the worker shuts down (``None``: run to the end)
-        self.farewell = farewell
+        self.shutdown_retry = shutdown_retry
+        if send_timeout is None:
+            from .settings import get_settings
+
+            send_timeout = get_settings(app).send_timeout if app is not None else 0.0
+        #: seconds a write may wait for a client that stopped reading
+        self.send_timeout = send_timeout
         self.started = False
         self.closed = False
         self._watcher: _DisconnectWatcher | None = None
@@ -349,13 +416,14 @@ class StreamBody:
         open_streams.add(self)
         if not self.green:
             _warn_sync_once()
-        elif self.farewell is not None:
+        elif self.shutdown_retry is not None:
             _install_shutdown_hook()
         self._watcher = _DisconnectWatcher(self.environ, outbox)
         if self.app is not None:
             stream_opened.send(self.app, stream=self, channels=self.channels)
         if self.producer is not None:
             self.producer.start(self)
+        room = self._send_guard()
         yield self.prelude
         interval, ping = self.flush_interval, self.ping
         monotonic = time.monotonic
@@ -365,9 +433,15 @@ class StreamBody:
                 return
             if outbox.size:
                 wait = 0.0
-                if interval and not outbox.finished and outbox.size < outbox.high_water:
+                if (
+                    interval
+                    and not (outbox.finished or outbox.urgent)
+                    and outbox.size < outbox.high_water
+                ):
                     wait = interval - (monotonic() - outbox.first_at)
                 if wait <= 0:
+                    if room is not None and not room():
+                        return
                     yield outbox.drain()
                     continue
                 outbox.wait(wait)
@@ -379,7 +453,43 @@ class StreamBody:
                     raise StreamAborted("the stream's source failed")
                 return
             if not outbox.wait(ping) and ping is not None and not outbox.gone:
+                if room is not None and not room():
+                    return
                 yield self.ping_bytes
+
+    def _send_guard(self) -> Callable[[], bool] | None:
+        """Under gevent with a send timeout: a check run before each write
+        that waits up to ``send_timeout`` for room in the socket buffer, and
+        else cuts the client off (reason ``send_timeout``). The socket's own
+        timeout backs it up for a write that fills the buffer half-way."""
+        sock = self.environ.get("gunicorn.socket")
+        timeout = self.send_timeout
+        if sock is None or not timeout or not self.green:
+            return None
+        try:
+            fd = sock.fileno()
+        except OSError:
+            return None
+        from gevent.socket import wait_write
+
+        set_socket_timeout(self.environ, timeout)
+        writable = _poll_writable()
+        outbox = self.outbox
+
+        def room() -> bool:
+            if writable(fd):
+                return True
+            try:
+                wait_write(fd, timeout=timeout)
+            except TimeoutError:
+                outbox.reason = outbox.reason or "send_timeout"
+                outbox.disconnect()
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                return False
+            return True
+
+        return room
 
     def close(self) -> None:
         """Called by the server when the response ends, however it ends."""
@@ -392,6 +502,8 @@ class StreamBody:
             outbox.disconnect()
         if self._watcher is not None:
             self._watcher.stop()
+        if self.send_timeout and self.green:
+            set_socket_timeout(self.environ, None)
         if self.producer is not None:
             self.producer.stop()
         for fn in self.on_close:

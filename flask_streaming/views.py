@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from .errors import StreamingError, http_error_response
 from .settings import Settings
+from .transport import set_socket_timeout
 
 #: Request headers a cross-origin client may send (tus and the native
 #: upload protocol included).
@@ -84,9 +85,31 @@ def create_blueprint(
     def http_error(exc: HTTPException) -> Response:
         return http_error_response(exc)
 
+    @bp.errorhandler(OSError)
+    def storage_failed(exc: OSError) -> Response:
+        # A write to the upload store failed (disk full, I/O error): still
+        # the JSON shape, 507 when out of space.
+        from .uploads.bodies import storage_error
+
+        current_app.logger.error("flask_streaming: storage error: %s", exc)
+        return storage_error(exc).response()
+
     @bp.after_request
     def cors(response: Response) -> Response:
         return apply_cors(settings, response)
+
+    if settings.body_timeout > 0:
+
+        @bp.before_request
+        def body_deadline() -> None:
+            # A stalled request body must not hold a greenlet forever: a
+            # socket timeout makes reads fail (uploads/bodies.py turns that
+            # into 408); cleared before the response is written.
+            set_socket_timeout(request.environ, settings.body_timeout)
+
+        @bp.teardown_request
+        def clear_deadline(exc: BaseException | None) -> None:
+            set_socket_timeout(request.environ, None)
 
     @bp.before_app_request
     def routing_error() -> Response | None:
@@ -112,6 +135,11 @@ def create_blueprint(
         from .uploads.views import register_upload_views
 
         register_upload_views(bp, route, settings)
+
+    if "tus" in settings.routes:
+        from .uploads.tus import register_tus_views
+
+        register_tus_views(bp, route, settings)
 
     if "client" in settings.routes:
         from .client_js import register_client_views

@@ -77,9 +77,7 @@ class StreamingConfig(SphinxDirective):
     has_content = False
 
     def run(self) -> list[nodes.Node]:
-        self.env.note_dependency(
-            ModuleAnalyzer.for_module("flask_streaming.settings").srcname
-        )
+        self.env.note_dependency(ModuleAnalyzer.for_module("flask_streaming.settings").srcname)
         node = nodes.section()
         node.document = self.state.document
         source = self.get_source_info()[0]

@@ -66,7 +66,8 @@ def parse_last_event_id(value: str | None) -> int | None:
     if not value:
         return None
     head = value.strip().split(":", 1)[0]
-    return int(head) if head.isdigit() and len(head) < 20 else -1
+    # isascii: str.isdigit() is also true for "²" and other digits int() refuses
+    return int(head) if head.isascii() and head.isdigit() and len(head) < 20 else -1
 
 
 class Subscriber:
@@ -78,7 +79,17 @@ class Subscriber:
     to its outbox, never a copy.
     """
 
-    __slots__ = ("broker", "channels", "last_event_id", "last_seq", "outbox", "pending", "slow")
+    __slots__ = (
+        "attached",
+        "broker",
+        "channels",
+        "client",
+        "last_event_id",
+        "last_seq",
+        "outbox",
+        "pending",
+        "slow",
+    )
 
     def __init__(
         self,
@@ -86,8 +97,12 @@ class Subscriber:
         channels: tuple[str, ...],
         outbox: Outbox,
         last_event_id: str | None,
+        client: str = "",
     ) -> None:
         self.broker = broker
+        #: the client's address, for the per-client connection quota
+        self.client = client
+        self.attached = False
         self.channels = channels
         self.outbox = outbox
         self.last_event_id = last_event_id
@@ -100,7 +115,8 @@ class Subscriber:
         self.broker.attach(self)
 
     def stop(self) -> None:
-        self.broker.detach(self)
+        if self.attached:
+            self.broker.detach(self)
 
     def deliver(self, seq: int, raw: bytes) -> None:
         if seq <= self.last_seq:
@@ -142,6 +158,8 @@ class Broker:
         self.max_queue_bytes = max_queue_bytes
         self.subscribers: dict[str, set[Subscriber]] = {}
         self.connections = 0
+        #: open subscriptions per client address
+        self.clients: dict[str, int] = {}
         self._handoff = _ThreadHandoff() if gevent_active() else None
         self._lock = threading.RLock() if self._handoff is None else None
 
@@ -189,6 +207,8 @@ class Broker:
     def attach(self, sub: Subscriber) -> None:
         """Register *sub*, after sending it what it missed."""
         self.connections += 1
+        sub.attached = True
+        self.clients[sub.client] = self.clients.get(sub.client, 0) + 1
         after = parse_last_event_id(sub.last_event_id)
         sub.pending = [] if after is not None else None
         for ch in sub.channels:
@@ -212,6 +232,12 @@ class Broker:
     def detach(self, sub: Subscriber) -> None:
         """Unregister *sub*; nothing of it stays behind."""
         self.connections -= 1
+        sub.attached = False
+        left = self.clients.get(sub.client, 1) - 1
+        if left > 0:
+            self.clients[sub.client] = left
+        else:
+            self.clients.pop(sub.client, None)
         for ch in sub.channels:
             subs = self.subscribers.get(ch)
             if subs is not None:
@@ -238,7 +264,7 @@ def _explicit_id(id: int | str | None) -> int | None:
     if id is None:
         return None
     text = str(id)
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise ValueError(f"an explicit event id must be a positive integer, not {id!r}")
     return int(text)
 

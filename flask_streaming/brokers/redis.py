@@ -142,14 +142,22 @@ class RedisBroker(Broker):
 
     def _listen(self) -> None:
         backoff = 0.05
-        first = True
         while not self._stopping:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            pubsub = self.redis.pubsub()  # type: ignore[no-untyped-call]
             try:
                 pubsub.subscribe(self.publisher.pubsub_channel)
-                if not first:
-                    self._catch_up()
-                first = False
+                # Catch up only once Redis confirmed the subscription, and
+                # also on the first connection: events published between
+                # on_first_subscriber (which read the counter) and the
+                # SUBSCRIBE reached no one yet. Subscribers drop the ids
+                # they already have.
+                deadline = time.monotonic() + 10
+                while (msg := pubsub.get_message(timeout=1.0)) is None or (
+                    msg["type"] != "subscribe"
+                ):
+                    if time.monotonic() > deadline:
+                        raise redis.TimeoutError("Redis did not confirm SUBSCRIBE")
+                self._catch_up()
                 backoff = 0.05
                 while not self._stopping:
                     msg = pubsub.get_message(timeout=1.0)

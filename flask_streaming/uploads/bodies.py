@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import hashlib
 from typing import IO
 
-from ..errors import BadRequest, InsufficientStorage, PayloadTooLarge
+from werkzeug.exceptions import ClientDisconnected, HTTPException
+
+from ..errors import (
+    BadRequest,
+    InsufficientStorage,
+    PayloadTooLarge,
+    RequestTimeout,
+    StorageFailed,
+    StreamingError,
+)
 from .segments import BLOCK_SIZE
 from .storage import Staging
 
@@ -43,6 +53,37 @@ def parse_checksum(value: str) -> tuple[str, bytes]:
     return algorithm, digest
 
 
+#: errno values that mean "no room": ENOSPC, EDQUOT, EFBIG (a file size
+#: limit, ``RLIMIT_FSIZE``).
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def storage_error(exc: OSError) -> StreamingError:
+    """The client-facing error for a failed write to the store: 507 when the
+    store is out of space, else 500 ``storage_error`` (nothing accepted)."""
+    if exc.errno in NO_SPACE_ERRNOS:
+        return InsufficientStorage("the server is out of storage space; retry later")
+    return StorageFailed("the server could not store the data; send again")
+
+
+def read_block(body: IO[bytes], size: int) -> bytes:
+    """Read up to *size* bytes of a request body; a body that stalls past
+    ``STREAMING_BODY_TIMEOUT`` (a socket timeout, which Werkzeug reports as
+    a disconnect) raises :class:`~flask_streaming.errors.RequestTimeout`."""
+    try:
+        return body.read(size)
+    except ClientDisconnected as exc:
+        if isinstance(exc.__context__, TimeoutError):
+            raise RequestTimeout("the request body stalled; the connection is closed") from exc
+        raise
+    except TimeoutError as exc:
+        raise RequestTimeout("the request body stalled; the connection is closed") from exc
+    except (HTTPException, StreamingError):
+        raise
+    except Exception as exc:  # the server's parser: bad chunk framing and the like
+        raise BadRequest("the request body is malformed", code="bad_body") from exc
+
+
 def read_body(
     body: IO[bytes],
     staging: Staging,
@@ -55,12 +96,14 @@ def read_body(
 
     :raises PayloadTooLarge: more than *limit* bytes arrive.
     :raises InsufficientStorage: the disk is full.
+    :raises StorageFailed: another write error.
+    :raises RequestTimeout: the body stalled past ``STREAMING_BODY_TIMEOUT``.
     """
     hasher = hashlib.new(algorithm) if algorithm else None
     remaining = content_length
     while remaining is None or remaining > 0:
         want = BLOCK_SIZE if remaining is None else min(BLOCK_SIZE, remaining)
-        block = body.read(want)
+        block = read_block(body, want)
         if not block:
             break
         if staging.size + len(block) > limit:
@@ -72,9 +115,7 @@ def read_body(
         try:
             staging.write(block)
         except OSError as exc:
-            if exc.errno in (28, 122):  # ENOSPC, EDQUOT
-                raise InsufficientStorage("the server is out of storage space") from exc
-            raise
+            raise storage_error(exc) from exc
         if remaining is not None:
             remaining -= len(block)
     if remaining:

@@ -1,9 +1,15 @@
 """Appending offset ranges (what tus ``PATCH`` does) through the service.
 
-Bytes are written through to their final place in blocks, so an interrupted
-body keeps every byte that arrived, unless the client sent a checksum: then
-the range counts only when it verifies. Only one request appends to a session
-at a time; another is refused at once with 423 (``Locked``), across workers.
+Bytes without a checksum are written through to their final place in blocks,
+so an interrupted body keeps every byte that arrived. A range with a checksum
+is staged in a temporary file first and copied into place only when it
+verifies: a mismatching (or interrupted) one leaves no trace. Only one request
+appends to a session at a time; another is refused at once with 423
+(``Locked``), across workers.
+
+Every function here that changes a session does so under the session's lock
+(the service's ``_locked``), so the session record is the one truth for all
+workers.
 """
 
 from __future__ import annotations
@@ -11,16 +17,26 @@ from __future__ import annotations
 import time
 from typing import IO, TYPE_CHECKING, Any
 
-from ..errors import BadRequest, Conflict, Forbidden, Locked, PayloadTooLarge
+from ..errors import (
+    BadRequest,
+    Conflict,
+    Locked,
+    NotFound,
+    PayloadTooLarge,
+)
 from ..signals import segment_received, upload_completed
-from .bodies import parse_checksum, read_body
+from .bodies import parse_checksum, read_body, storage_error
 from .results import CompletionResult, SegmentResult
-from .segments import Segment
-from .sessions import COMPLETED, OPEN
+from .segments import BLOCK_SIZE, Segment
+from .sessions import COMPLETED, OPEN, UploadSession
 from .storage import Staging
 
 if TYPE_CHECKING:
     from .service import UploadService
+
+#: ``session.extra["concat"]`` of a partial upload: it completes without
+#: ``upload-completed`` (only the upload assembled from it is announced).
+PARTIAL = "partial"
 
 
 def append_range(
@@ -33,54 +49,122 @@ def append_range(
     checksum: str | None = None,
 ) -> SegmentResult:
     """Append bytes at *offset* (which must be the session's size) from
-    *body*, written through to storage: bytes that arrived before an
-    interrupted body are kept, unless a *checksum* was given (then the
-    range counts only when it verifies). Sends ``segment-received``
-    (``index`` counts the ranges) and, when the announced length is
-    reached, ``upload-completed``.
+    *body*. Bytes that arrived before an interrupted body are kept, unless a
+    *checksum* was given (then the range counts only when it verifies).
+    Sends ``segment-received`` (``index`` counts the ranges) and, when the
+    announced length is reached, ``upload-completed`` (not for a partial
+    upload). An empty body at the end of a complete upload is a no-op.
 
+    :raises Conflict: *offset* is not the current size (nothing changes).
     :raises Locked: another request is appending to this session.
-    :raises Conflict: *offset* is not the current size.
+    :raises PayloadTooLarge: the range goes past the upload's length (or
+        the upload limit while the length is deferred); a checksummed range
+        also past ``max_segment_size``.
+    :raises BadRequest: ``checksum_mismatch`` (the range was discarded),
+        ``bad_checksum`` (unknown algorithm or malformed digest).
     """
     s = service.settings
+    algorithm, expected = parse_checksum(checksum) if checksum else (None, None)
     session = service.get(session_id)
     service.authorize("append", session)
-    if session.state != OPEN:
-        raise Forbidden("the upload is complete", code="upload_completed")
     if offset != session.size:
         raise Conflict(
             "offset does not match the upload's size",
             code="offset_mismatch",
             offset=session.size,
         )
+    if session.state != OPEN:
+        if not content_length:
+            segment = _segment(service, session_id, int(session.extra.get("ranges", 0)), offset, 0)
+            return SegmentResult(session, segment, {}, duplicate=True)
+        raise PayloadTooLarge("the upload is complete", code="upload_completed")
     limit = s.max_upload_size if session.length is None else session.length
     limit = (1 << 62) if limit is None else limit
     if content_length is not None and offset + content_length > limit:
-        raise PayloadTooLarge("the upload is larger than allowed", limit=limit)
-    algorithm, expected = parse_checksum(checksum) if checksum else (None, None)
-    staging = service.storage.stage(session_id, offset)
+        raise PayloadTooLarge("the range goes past the upload's length", limit=limit)
+    if expected is not None and content_length is not None and content_length > s.max_segment_size:
+        raise PayloadTooLarge(
+            "a checksummed range is larger than allowed",
+            code="segment_too_large",
+            limit=s.max_segment_size,
+        )
     try:
-        if not staging.in_place:
+        target = service.storage.stage(session_id, offset)
+    except FileNotFoundError:  # removed meanwhile (terminated or expired)
+        raise NotFound("unknown upload session", code="unknown_session") from None
+    try:
+        if not target.in_place:
             raise Locked("another request is writing this upload", code="upload_locked")
+        if expected is not None:
+            _receive_checked(
+                service,
+                session_id,
+                body,
+                target,
+                content_length,
+                limit - offset,
+                algorithm,
+                expected,
+            )
+            return _commit_range(service, session_id, offset, target, checksum)
         error: BaseException | None = None
         try:
-            digest = read_body(body, staging, content_length, limit - offset, algorithm)
-        except Exception as exc:  # keep what arrived, unless checksummed
-            if expected is not None:
-                raise
-            error, digest = exc, None
-        staging.close()
-        if expected is not None and digest != expected:
-            raise BadRequest(
-                f"the range's {algorithm} does not match; it was discarded",
-                code="checksum_mismatch",
-            )
-        result = _commit_range(service, session_id, offset, staging, checksum)
+            read_body(body, target, content_length, limit - offset, None)
+        except Exception as exc:  # keep what arrived, then report
+            error = exc
+        target.close()
+        result = _commit_range(service, session_id, offset, target, None)
         if error is not None:
             raise error
         return result
     finally:
-        staging.release()
+        target.release()
+
+
+def _receive_checked(
+    service: UploadService,
+    session_id: str,
+    body: IO[bytes],
+    target: Staging,
+    content_length: int | None,
+    room: int,
+    algorithm: str | None,
+    expected: bytes,
+) -> None:
+    """Stage *body* in a temporary file, verify it, then copy it into
+    *target* (which holds the append lock)."""
+    staged = service.storage.stage(session_id, None)
+    try:
+        limit = min(room, service.settings.max_segment_size)
+        digest = read_body(body, staged, content_length, limit, algorithm)
+        staged.close()
+        if digest != expected:
+            raise BadRequest(
+                f"the range's {algorithm} does not match; it was discarded",
+                code="checksum_mismatch",
+            )
+        with staged.open() as f:
+            while block := f.read(BLOCK_SIZE):
+                try:
+                    target.write(block)
+                except OSError as exc:
+                    raise storage_error(exc) from exc
+        target.close()
+    finally:
+        staged.release()
+
+
+def _segment(
+    service: UploadService, session_id: str, index: int, offset: int, size: int
+) -> Segment:
+    return Segment(
+        session_id=session_id,
+        index=index,
+        offset=offset,
+        size=size,
+        checksum=None,
+        opener=lambda: service.storage.open_data(session_id, offset, size),
+    )
 
 
 def _commit_range(
@@ -93,17 +177,11 @@ def _commit_range(
     lock = service._locked(session_id)
     try:
         session = service._reload(session_id)
-        if session.size != offset:
+        if session.size != offset or session.state != OPEN:
             raise Conflict("the upload changed meanwhile", code="offset_mismatch")
         index = int(session.extra.get("ranges", 0))
-        segment = Segment(
-            session_id=session_id,
-            index=index,
-            offset=offset,
-            size=staging.size,
-            checksum=checksum,
-            opener=lambda: service.storage.open_data(session_id, offset, staging.size),
-        )
+        segment = _segment(service, session_id, index, offset, staging.size)
+        segment.checksum = checksum
         results: dict[str, Any] = {}
         if staging.size:
             results = service._send(
@@ -113,14 +191,74 @@ def _commit_range(
             session.received += 1
             session.extra["ranges"] = index + 1
         session.updated_at = time.time()
-        completion = None
-        if session.length is not None and session.size == session.length:
-            service.storage.assemble(session_id, (), session.size)
-            done = service._send(upload_completed, "upload-completed", session=session)
-            session.state, session.results = COMPLETED, done
-            session.completed_at = time.time()
-            completion = CompletionResult(session, done)
+        completion = finish_if_complete(service, session)
         service.storage.save(session)
         return SegmentResult(session, segment, results, completion=completion)
+    finally:
+        lock.release()
+
+
+def finish_if_complete(service: UploadService, session: UploadSession) -> CompletionResult | None:
+    """Under the session's lock: when *session* holds its whole announced
+    length, cut the stored bytes to it, mark it completed and (unless it is
+    a partial upload) send ``upload-completed``. The caller saves *session*.
+    Returns the completion, ``None`` when the upload is not complete."""
+    if session.state != OPEN or session.length is None or session.size != session.length:
+        return None
+    service.storage.assemble(session.id, (), session.size)
+    done: dict[str, Any] = {}
+    if session.extra.get("concat") != PARTIAL:
+        done = service._send(upload_completed, "upload-completed", session=session)
+    session.state, session.results = COMPLETED, done
+    session.completed_at = time.time()
+    return CompletionResult(session, done)
+
+
+def complete_if_full(service: UploadService, session_id: str) -> UploadSession:
+    """Complete *session_id* when it already holds its whole length (an
+    upload created with ``Upload-Length: 0``); returns the session."""
+    lock = service._locked(session_id)
+    try:
+        session = service._reload(session_id)
+        if finish_if_complete(service, session) is not None:
+            service.storage.save(session)
+        return session
+    finally:
+        lock.release()
+
+
+def set_length(service: UploadService, session_id: str, length: int) -> UploadSession:
+    """Fix the length of an upload created with a deferred length (tus
+    ``Upload-Length`` on a ``PATCH``). Setting the same length again is a
+    no-op.
+
+    :raises BadRequest: the length differs from one already set, or is
+        below the bytes already received.
+    :raises PayloadTooLarge: above the upload limit.
+    """
+    limit = service.settings.max_upload_size
+    if limit is not None and length > limit:
+        raise PayloadTooLarge("the upload is larger than allowed", limit=limit)
+    session = service.get(session_id)
+    service.authorize("append", session)
+    lock = service._locked(session_id)
+    try:
+        session = service._reload(session_id)
+        if session.length == length:
+            return session
+        if session.length is not None:
+            raise BadRequest(
+                f"the upload's length is already {session.length}",
+                code="length_already_set",
+                length=session.length,
+            )
+        if length < session.size:
+            raise BadRequest(
+                f"{session.size} bytes were already received", code="bad_length", size=session.size
+            )
+        session.length = length
+        session.updated_at = time.time()
+        service.storage.save(session)
+        return session
     finally:
         lock.release()

@@ -137,6 +137,14 @@ class UploadService:
             raise Gone("the upload session has expired", code="session_expired")
         return session
 
+    def _native(self, session_id: str) -> UploadSession:
+        """:meth:`get` for segment operations: a tus upload (offset ranges)
+        takes no numbered segments, so it is unknown here (404)."""
+        session = self.get(session_id)
+        if session.protocol != "native":
+            raise NotFound("unknown upload session", code="unknown_session")
+        return session
+
     def _expire(self, session: UploadSession) -> None:
         if self.storage.delete(session.id):
             self.storage.remove_client_session(session.client, session.id)
@@ -288,7 +296,7 @@ class UploadService:
                 limit=s.max_segment_size,
             )
         algorithm, expected = parse_checksum(checksum) if checksum else (None, None)
-        session = self.get(session_id)
+        session = self._native(session_id)
         self.authorize("append", session)
         if (
             session.state == OPEN
@@ -395,7 +403,7 @@ class UploadService:
         """
         if count < 0 or count > self.settings.max_segments:
             raise BadRequest("bad segment count", code="bad_segment")
-        session = self.get(session_id)
+        session = self._native(session_id)
         self.authorize("complete", session)
         lock = self._locked(session_id)
         try:

@@ -201,12 +201,17 @@ class FileStorage:
 
     def _write_json(self, path: str, value: Any) -> None:
         tmp = f"{path}.{secrets.token_hex(6)}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(value, f, separators=(",", ":"))
-            if self.fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(value, f, separators=(",", ":"))
+                if self.fsync:
+                    f.flush()
+                    os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:  # a full disk: leave the old record, no debris
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     @staticmethod
     def _read_json(path: str) -> Any:

@@ -33,6 +33,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request, url
 
 from ..errors import BadRequest, PayloadTooLarge
 from ..settings import Settings
+from .bodies import read_block
 from .results import CompletionResult, SegmentResult
 from .service import UploadService
 from .sessions import UploadSession
@@ -98,7 +99,7 @@ def _create_options() -> dict[str, Any]:
     length = request.content_length
     if length is not None and length > _CREATE_BODY_LIMIT:
         raise PayloadTooLarge("the JSON body is too large", limit=_CREATE_BODY_LIMIT)
-    raw = request.stream.read(_CREATE_BODY_LIMIT + 1)
+    raw = read_block(request.stream, _CREATE_BODY_LIMIT + 1)
     if len(raw) > _CREATE_BODY_LIMIT:
         raise PayloadTooLarge("the JSON body is too large", limit=_CREATE_BODY_LIMIT)
     if not raw.strip():

@@ -1,0 +1,308 @@
+"""Benchmark: tuspy uploads 1 GiB in 8 MiB chunks to our tus views, against
+(a) the raw PUT-to-disk view on the same gunicorn gevent server and (b) the
+reference Node.js tus server, ``@tus/server`` with ``@tus/file-store`` (from
+the npm registry, installed into the gitignored ``benchmarks/node/node_modules``
+by ``npm ci --prefix benchmarks/node`` when missing). Same client, same run.
+
+``run(quick)`` returns one row per measurement plus ratio rows::
+
+    python -m benchmarks.tus [--quick]      # from the repository root
+
+* The client is the same for all three: ``requests`` (what tuspy uses),
+  reading 8 MiB chunks of one source file from the page cache. For tus it is
+  tuspy's ``Uploader`` itself; for the raw view it is ``requests.put`` of
+  each 8 MiB chunk, appended to one file (the same per-request cost and
+  the same 1 GiB on disk, without the protocol).
+* Our server is :func:`create_app` (``PUT /raw-append`` and the
+  extension's ``/streaming/tus/``) under one gevent worker, restarted
+  for each measurement so that the worker's peak RSS (``VmHWM``) is that
+  measurement's alone; ``os.sync()`` before each, so that none pays for the
+  previous one's dirty pages.
+* The stored file is checked (size, sha256) after every tus upload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, request
+
+from benchmarks.harness import free_port
+from benchmarks.uploads import ROOT, SEGMENT, MiB, _kib
+from benchmarks.uploads import create_app as _uploads_app
+from flask_streaming.testing import GunicornServer
+
+NODE_DIR = Path(ROOT) / "benchmarks" / "node"
+CHUNK = SEGMENT  # 8 MiB
+
+
+def _source(folder: str, total: int) -> tuple[str, str]:
+    """A *total*-byte file of random 8 MiB blocks and its sha256."""
+    path = os.path.join(folder, "source.bin")
+    block = os.urandom(CHUNK)
+    h = hashlib.sha256()
+    with open(path, "wb") as f:
+        for _ in range(total // CHUNK):
+            f.write(block)
+            h.update(block)
+    return path, h.hexdigest()
+
+
+def _file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(MiB):
+            h.update(block)
+    return h.hexdigest()
+
+
+def create_app() -> Flask:
+    """:func:`benchmarks.uploads.create_app` (``PUT /raw``, the extension
+    with every route group, tus included) plus ``PUT /raw-append``: the
+    body appended to one file in 1 MiB reads, so that the baseline, like a
+    tus upload, accumulates the whole upload on disk (``PUT /raw``
+    truncates its file on every request: with 8 MiB requests it never holds
+    more than 8 MiB of dirty pages)."""
+    app = _uploads_app()
+
+    @app.put("/raw-append")
+    def raw_append() -> dict[str, int]:
+        size = 0
+        with open(os.path.join(app.instance_path, "raw-append.bin"), "ab") as f:
+            while block := request.stream.read(MiB):
+                f.write(block)
+                size += len(block)
+        return {"size": size}
+
+    return app
+
+
+# --- clients ------------------------------------------------------------------
+
+
+def _tuspy(base: str, endpoint: str, source: str) -> str:
+    """Upload *source* with tuspy (8 MiB chunks); the upload's URL."""
+    from tusclient.client import TusClient
+
+    with open(source, "rb") as stream:
+        uploader = TusClient(base + endpoint).uploader(
+            file_stream=stream, chunk_size=CHUNK, metadata={"filename": "source.bin"}
+        )
+        uploader.upload()
+        url: str = uploader.url
+    return url
+
+
+def _raw_put(base: str, source: str) -> None:
+    """``PUT /raw-append`` of each 8 MiB chunk of *source* with ``requests``."""
+    import requests
+
+    with open(source, "rb") as f:
+        while chunk := f.read(CHUNK):
+            r = requests.put(base + "/raw-append", data=chunk, timeout=120)
+            r.raise_for_status()
+
+
+# --- servers ------------------------------------------------------------------
+
+
+class NodeServer:
+    """``node benchmarks/node/server.cjs`` on a free port (stopped by pid)."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> NodeServer:
+        import socket
+
+        cmd = ["node", str(NODE_DIR / "server.cjs"), self.folder, str(self.port)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"node exited with {self.proc.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("the node tus server did not listen")
+
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def node_ready() -> str | None:
+    """``None`` when the Node server can run, else why not (after trying
+    ``npm ci --prefix benchmarks/node`` once)."""
+    if shutil.which("node") is None:
+        return "node is not installed"
+    if not (NODE_DIR / "node_modules" / "@tus" / "server").exists():
+        if shutil.which("npm") is None:
+            return "npm is not installed"
+        done = subprocess.run(
+            ["npm", "ci", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund", "--loglevel=error"],
+            capture_output=True,
+            timeout=300,
+        )
+        if done.returncode != 0:
+            return f"npm ci failed: {done.stderr.decode(errors='replace')[-300:]}"
+    return None
+
+
+# --- measurements ---------------------------------------------------------------
+
+
+def _row(name: str, total: int, seconds: float, base: int, peak: int) -> dict[str, Any]:
+    return {
+        "scenario": "tus",
+        "name": name,
+        "bytes": total,
+        "seconds": round(seconds, 3),
+        "mb_s": round(total / seconds / 1e6, 1),
+        "peak_rss_mib": round(peak / 1024, 1),
+        "rss_growth_mib": round((peak - base) / 1024, 1),
+    }
+
+
+def _ours(name: str, source: str, digest: str, total: int) -> dict[str, Any]:
+    """One measurement on our gunicorn server: ``raw`` or ``tus``."""
+    folder = tempfile.mkdtemp(prefix="bench-tus-")
+    server = GunicornServer(
+        "benchmarks.tus:create_app()",
+        workers=1,
+        env={"BENCH_UPLOAD_DIR": folder, "PYTHONPATH": ROOT},
+        cwd=ROOT,
+    )
+    os.sync()
+    try:
+        server.start()
+        import requests
+
+        requests.options(server.url + "/streaming/tus/", timeout=10)  # warm the worker
+        (pid,) = server.worker_pids()
+        base = _kib(pid, "VmRSS")
+        t = time.perf_counter()
+        if name == "raw":
+            _raw_put(server.url, source)
+        else:
+            url = _tuspy(server.url, "/streaming/tus/", source)
+        seconds = time.perf_counter() - t
+        peak = _kib(pid, "VmHWM")
+        row = _row(
+            "raw PUT appending, 8 MiB requests" if name == "raw" else "ours: tus, tuspy 8 MiB",
+            total,
+            seconds,
+            base,
+            peak,
+        )
+        if name == "tus":
+            data = os.path.join(folder, "streaming-uploads", url.rsplit("/", 1)[1], "data")
+            row["check"] = _file_sha256(data) == digest
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+    return row
+
+
+def _node(source: str, digest: str, total: int) -> dict[str, Any]:
+    """One measurement on ``@tus/server`` + ``@tus/file-store``."""
+    folder = tempfile.mkdtemp(prefix="bench-tus-node-")
+    server = NodeServer(folder)
+    os.sync()
+    try:
+        server.start()
+        import requests
+
+        requests.options(server.url + "/files", timeout=10)
+        base = _kib(server.pid(), "VmRSS")
+        t = time.perf_counter()
+        url = _tuspy(server.url, "/files", source)
+        seconds = time.perf_counter() - t
+        peak = _kib(server.pid(), "VmHWM")
+        row = _row("peer: @tus/server + file-store", total, seconds, base, peak)
+        row["check"] = _file_sha256(os.path.join(folder, url.rsplit("/", 1)[1])) == digest
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+    return row
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    """Measure the three uploads (1 GiB, best of 2; *quick*: 256 MiB, once)."""
+    total = (256 if quick else 1024) * MiB
+    rounds = 1 if quick else 2
+    skip_node = node_ready()
+    work = tempfile.mkdtemp(prefix="bench-tus-src-")
+    try:
+        source, digest = _source(work, total)
+        measures: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+            ("raw", lambda: _ours("raw", source, digest, total)),
+            ("tus", lambda: _ours("tus", source, digest, total)),
+        ]
+        if skip_node is None:
+            measures.append(("node", lambda: _node(source, digest, total)))
+        best: dict[str, dict[str, Any]] = {}
+        for r in range(rounds):
+            for key, measure in measures[:: 1 if r % 2 == 0 else -1]:  # alternate the order
+                row = measure()
+                if key not in best or row["seconds"] < best[key]["seconds"]:
+                    best[key] = row
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    rows = [best[k] for k, _ in measures]
+    ours = best["tus"]
+    rows.append(
+        {
+            "scenario": "tus",
+            "name": "ours tus / raw PUT",
+            "ratio": round(ours["mb_s"] / best["raw"]["mb_s"], 3),
+            "aim": ">= 0.85x",
+        }
+    )
+    if "node" in best:
+        rows.append(
+            {
+                "scenario": "tus",
+                "name": "ours tus / @tus/server",
+                "ratio": round(ours["mb_s"] / best["node"]["mb_s"], 3),
+                "aim": ">= 1.0x",
+            }
+        )
+    else:
+        rows.append({"scenario": "tus", "name": "@tus/server", "skipped": skip_node})
+    return rows
+
+
+if __name__ == "__main__":
+    import sys
+
+    for out in run(quick="--quick" in sys.argv):
+        print(out)

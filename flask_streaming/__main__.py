@@ -1,0 +1,192 @@
+"""``python -m flask_streaming``: upload a file, or listen to an event stream.
+
+::
+
+    python -m flask_streaming upload big.iso http://127.0.0.1:8000/streaming
+    python -m flask_streaming upload big.iso http://127.0.0.1:8000/streaming --protocol tus
+    python -m flask_streaming listen http://127.0.0.1:8000/streaming/events/news
+
+Exit codes: ``0`` done; ``1`` the server refused (an HTTP error answer);
+``2`` bad usage or the ``client`` extra is missing; ``3`` the server could
+not be reached or the upload was interrupted (the message says how to
+resume it); ``4`` the file cannot be read; ``130`` interrupted by Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_NETWORK, EXIT_FILE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m flask_streaming",
+        description="Talk to a flask_streaming server: upload files, listen to events.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("upload", help="upload a file in resumable segments")
+    up.add_argument("file", help="the file to upload ('-' is not supported: it must seek)")
+    up.add_argument(
+        "url",
+        help="the blueprint's prefix (http://host/streaming) or the protocol's endpoint "
+        "(.../streaming/uploads, .../streaming/tus/)",
+    )
+    up.add_argument("--protocol", choices=("native", "tus"), default="native")
+    up.add_argument(
+        "--segment-size", type=float, default=8.0, metavar="MIB", help="MiB per segment (8)"
+    )
+    up.add_argument(
+        "--resume", metavar="ID", help="continue an interrupted upload (session id or tus URL)"
+    )
+    up.add_argument(
+        "--metadata", action="append", default=[], metavar="KEY=VALUE", help="repeatable"
+    )
+    up.add_argument("--content-type", help="the file's media type")
+    up.add_argument("--header", action="append", default=[], metavar="NAME:VALUE")
+    up.add_argument("--no-progress", action="store_true", help="no progress bar")
+    up.add_argument("--retries", type=int, default=5, help="retries per request (5)")
+
+    ls = sub.add_parser("listen", help="print the events of an event stream")
+    ls.add_argument("url", help="e.g. http://host/streaming/events/news")
+    ls.add_argument("--last-event-id", metavar="ID", help="resume after this event id")
+    ls.add_argument("--no-reconnect", action="store_true", help="stop when the stream ends")
+    ls.add_argument("--json", action="store_true", help="one JSON object per event")
+    ls.add_argument("--count", type=int, metavar="N", help="stop after N events")
+    ls.add_argument("--event", action="append", metavar="TYPE", help="only these event types")
+    ls.add_argument("--header", action="append", default=[], metavar="NAME:VALUE")
+    return parser
+
+
+def _headers(items: Sequence[str], parser: argparse.ArgumentParser) -> dict[str, str]:
+    headers = {}
+    for item in items:
+        name, sep, value = item.partition(":")
+        if not sep or not name.strip():
+            parser.error(f"--header needs NAME:VALUE, not {item!r}")
+        headers[name.strip()] = value.strip()
+    return headers
+
+
+def _error(message: str) -> None:
+    print(f"flask_streaming: error: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        import httpx
+
+        from . import client
+    except ImportError as exc:
+        _error(f"{exc.name} is missing: pip install 'flask-streaming[client]'")
+        return EXIT_USAGE
+    headers = _headers(args.header, parser)
+    try:
+        if args.command == "upload":
+            return _upload(args, parser, headers)
+        return _listen(args, headers)
+    except client.ServerError as exc:
+        _error(f"the server refused: {exc}")
+        return EXIT_REFUSED
+    except client.UploadFailed as exc:
+        _error(str(exc))
+        if exc.resume:
+            print(
+                f"resume with: python -m flask_streaming upload {args.file} {args.url} "
+                f"--protocol {args.protocol} --resume {exc.resume}",
+                file=sys.stderr,
+            )
+        return EXIT_NETWORK
+    except httpx.InvalidURL as exc:
+        _error(f"bad URL {args.url!r}: {exc}")
+        return EXIT_USAGE
+    except httpx.UnsupportedProtocol as exc:
+        _error(f"bad URL {args.url!r}: {exc}")
+        return EXIT_USAGE
+    except httpx.TransportError as exc:
+        _error(f"cannot reach {args.url}: {exc or type(exc).__name__}")
+        return EXIT_NETWORK
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _upload(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, headers: dict[str, str]
+) -> int:
+    from .client import Retry, upload
+
+    metadata: dict[str, Any] = {}
+    for item in args.metadata:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--metadata needs KEY=VALUE, not {item!r}")
+        metadata[key] = value
+    if args.segment_size <= 0:
+        parser.error("--segment-size must be positive")
+    try:
+        f = open(args.file, "rb")  # noqa: SIM115
+    except OSError as exc:
+        _error(f"cannot read {args.file}: {exc.strerror}")
+        return EXIT_FILE
+    with f:
+        final = upload(
+            f,
+            args.url,
+            segment_size=max(1, int(args.segment_size * 1024 * 1024)),
+            protocol=args.protocol,
+            progress=not args.no_progress,
+            resume=args.resume,
+            content_type=args.content_type,
+            metadata=metadata,
+            retry=Retry(retries=max(0, args.retries)),
+            headers=headers,
+        )
+    print(json.dumps(final, ensure_ascii=False))
+    return EXIT_OK
+
+
+def _listen(args: argparse.Namespace, headers: dict[str, str]) -> int:
+    from .client import events
+
+    seen = 0
+    wanted = set(args.event or ())
+    for event in events(
+        args.url,
+        last_event_id=args.last_event_id,
+        reconnect=not args.no_reconnect,
+        headers=headers,
+    ):
+        if wanted and event.event not in wanted:
+            continue
+        if args.json:
+            line = json.dumps(
+                {
+                    "event": event.event,
+                    "id": event.id,
+                    "channel": event.channel,
+                    "data": event.data,
+                },
+                ensure_ascii=False,
+            )
+        else:
+            where = f" [{event.channel}]" if event.channel else ""
+            ident = f" #{event.id}" if event.id else ""
+            line = f"{event.event}{ident}{where}: {event.data}"
+        print(line, flush=True)
+        seen += 1
+        if args.count is not None and seen >= args.count:
+            break
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,326 @@
+"""The tus 1.0.0 resumable-upload protocol on the upload store.
+
+=====================================================  =============================
+``OPTIONS {prefix}/tus/``                              capabilities (204)
+``POST {prefix}/tus/``                                 create an upload (201 + ``Location``)
+``HEAD {prefix}/tus/<id>``                             offset, length, metadata (200)
+``PATCH {prefix}/tus/<id>``                            append at ``Upload-Offset`` (204)
+``DELETE {prefix}/tus/<id>``                           terminate (204)
+``POST {prefix}/tus/<id>`` + ``X-HTTP-Method-Override``  any of the above
+=====================================================  =============================
+
+Extensions: creation, creation-with-upload, creation-defer-length,
+expiration (``STREAMING_TUS_EXPIRY``, 24 h by default, apart from the native
+session timeout), checksum (sha1, md5, sha256), termination, concatenation
+and concatenation-unfinished. tusd's status codes: 412 for another
+``Tus-Resumable``, 415 for a ``PATCH`` that is not
+``application/offset+octet-stream``, 409 when ``Upload-Offset`` is not the
+current offset (nothing changes), 423 while another request writes the same
+upload (in any worker), 460 on a checksum mismatch (the chunk is discarded),
+413 past ``Upload-Length`` or the upload limit, 403 for a ``PATCH`` on a
+final upload, 404/410 for unknown/expired uploads. Errors carry the usual
+JSON body.
+
+tus uploads are upload sessions with ``protocol == "tus"``: the same limits,
+authorization hook (``create``, ``append``, ``status``, ``abort``) and
+signals as native ones. ``segment-received`` is sent once per ``PATCH`` with
+the range's :class:`~flask_streaming.uploads.Segment` (``offset`` before,
+``end`` after); ``upload-completed`` when the offset reaches the length
+(never for a partial upload, only for the final one assembled from them).
+**tus responses have no body: what receivers return is stored with the
+session (``session.results``), not sent to the client.** ``Upload-Metadata``
+is decoded into ``session.metadata``; ``filename``/``name`` and
+``filetype``/``type`` also fill ``session.filename`` and
+``session.content_type``. None of it ever becomes a path.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Response, request, url_for
+from werkzeug.exceptions import HTTPException
+from werkzeug.http import http_date
+
+from ..errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    StreamingError,
+    http_error_response,
+)
+from ..settings import Settings
+from .ranges import PARTIAL, complete_if_full, set_length
+from .sessions import OPEN, UploadSession
+from .tus_concat import create_final, finish_waiting_finals, is_final, try_finish
+from .tus_headers import (
+    OFFSET_OCTET_STREAM,
+    OVERRIDABLE,
+    TUS_EXTENSIONS,
+    TUS_VERSION,
+    check_version,
+    checksum_algorithms,
+    parse_concat,
+    parse_defer_length,
+    parse_int,
+    parse_metadata,
+    upload_id_from_url,
+)
+from .views import get_upload_service
+
+#: Status of a checksum mismatch (the tus checksum extension's own code).
+CHECKSUM_MISMATCH = 460
+
+TusView = Callable[..., Response]
+
+
+def _method() -> str:
+    """The effective method: ``X-HTTP-Method-Override`` on a ``POST``."""
+    override = (request.headers.get("X-HTTP-Method-Override") or "").strip().upper()
+    if request.method == "POST" and override:
+        if override not in OVERRIDABLE:
+            raise BadRequest(
+                f"X-HTTP-Method-Override must be one of {', '.join(sorted(OVERRIDABLE))}",
+                code="bad_method_override",
+            )
+        return override
+    return request.method
+
+
+def _tus(view: TusView) -> Callable[..., Response]:
+    """Wrap a tus view: check ``Tus-Resumable`` (not on ``OPTIONS``), turn
+    errors into responses, add ``Tus-Resumable`` to every response."""
+
+    @functools.wraps(view)
+    def wrapper(**kwargs: Any) -> Response:
+        try:
+            method = _method()
+            if method != "OPTIONS":
+                check_version(request.headers.get("Tus-Resumable"))
+            rv = view(method, **kwargs)
+        except StreamingError as exc:
+            if exc.code == "checksum_mismatch":
+                exc.status = CHECKSUM_MISMATCH
+            rv = exc.response()
+        except HTTPException as exc:  # e.g. the client went away mid-body
+            rv = http_error_response(exc)
+        rv.headers["Tus-Resumable"] = TUS_VERSION
+        return rv
+
+    return wrapper
+
+
+def _empty(status: int, headers: dict[str, str] | None = None) -> Response:
+    """A response without a body (and so without a ``Content-Type``)."""
+    rv = Response(status=status)
+    del rv.headers["Content-Type"]
+    rv.headers.update(headers or {})
+    return rv
+
+
+def _expires(session: UploadSession) -> dict[str, str]:
+    """``Upload-Expires`` while the upload is unfinished."""
+    if session.state != OPEN:
+        return {}
+    return {"Upload-Expires": http_date(session.expires_at)}
+
+
+def _options(settings: Settings) -> Response:
+    headers = {
+        "Tus-Version": TUS_VERSION,
+        "Tus-Extension": ",".join(TUS_EXTENSIONS),
+        "Tus-Checksum-Algorithm": checksum_algorithms(),
+    }
+    if settings.max_upload_size is not None:
+        headers["Tus-Max-Size"] = str(settings.max_upload_size)
+    return _empty(204, headers)
+
+
+def _has_body() -> bool:
+    return (
+        bool(request.content_length)
+        or "chunked" in (request.headers.get("Transfer-Encoding") or "").lower()
+    )
+
+
+def _tus_session(upload_id: str, *, status: bool = False) -> UploadSession:
+    """The tus upload *upload_id*: 404 for a native session's id (the two
+    protocols never write into each other's uploads), 410 when expired.
+    *status* also asks the authorization hook (``status``)."""
+    service = get_upload_service()
+    session = service.status(upload_id) if status else service.get(upload_id)
+    if session.protocol != "tus":
+        raise NotFound("unknown upload", code="unknown_session")
+    return session
+
+
+def _location(session_id: str) -> str:
+    return url_for(".tus_upload", upload_id=session_id)
+
+
+def _create(settings: Settings) -> Response:
+    """``POST``: creation, creation-defer-length, creation-with-upload,
+    concatenation."""
+    service = get_upload_service()
+    concat, urls = parse_concat(request.headers.get("Upload-Concat"))
+    length = parse_int("Upload-Length", request.headers.get("Upload-Length"))
+    deferred = parse_defer_length(request.headers.get("Upload-Defer-Length"))
+    metadata = parse_metadata(request.headers.get("Upload-Metadata"))
+    body = _has_body()
+    if body and request.mimetype != OFFSET_OCTET_STREAM:
+        raise StreamingError(
+            f"a creation request with data must be {OFFSET_OCTET_STREAM}",
+            status=415,
+            code="unsupported_media_type",
+        )
+    extra: dict[str, Any] = {}
+    raw_metadata = request.headers.get("Upload-Metadata")
+    if raw_metadata and raw_metadata.strip():
+        extra["tus_metadata"] = raw_metadata.strip()
+    options: dict[str, Any] = {
+        "client": request.remote_addr or "",
+        "protocol": "tus",
+        "filename": metadata.get("filename") or metadata.get("name"),
+        "content_type": metadata.get("filetype") or metadata.get("type"),
+        "metadata": metadata,
+        "timeout": settings.tus_expiry,
+    }
+    if concat == "final":
+        if length is not None or deferred:
+            raise BadRequest(
+                "a final upload takes no Upload-Length: it is the sum of its parts",
+                code="bad_concat",
+            )
+        if body:
+            raise Forbidden("a final upload takes no data", code="final_upload")
+        base = url_for(".tus_uploads")
+        ids = [upload_id_from_url(u, base) for u in urls]
+        header = (request.headers.get("Upload-Concat") or "").strip()
+        session = create_final(service, ids, header=header, extra=extra, **options)
+        return _empty(201, {"Location": _location(session.id), **_expires(session)})
+    if (length is None) == (not deferred):
+        raise BadRequest(
+            "send either Upload-Length or Upload-Defer-Length: 1", code="missing_upload_length"
+        )
+    if concat == PARTIAL:
+        extra["concat"] = PARTIAL
+    session = service.create(length=length, extra=extra, **options)
+    headers = {"Location": _location(session.id)}
+    if body:
+        try:
+            session = _append(session.id, 0)
+        except StreamingError as exc:  # created all the same: say where
+            exc.headers.setdefault("Location", headers["Location"])
+            raise
+        headers["Upload-Offset"] = str(session.size)
+    elif session.length == 0:
+        session = complete_if_full(service, session.id)
+    return _empty(201, {**headers, **_expires(session)})
+
+
+def _append(upload_id: str, offset: int) -> UploadSession:
+    """Append the request body at *offset*; complete waiting final uploads
+    when this finished a partial one."""
+    service = get_upload_service()
+    result = service.append_range(
+        upload_id,
+        offset,
+        request.stream,
+        content_length=request.content_length,
+        checksum=request.headers.get("Upload-Checksum"),
+    )
+    session = result.session
+    if result.completion is not None and session.extra.get("concat") == PARTIAL:
+        finish_waiting_finals(service, session)
+    return session
+
+
+def _patch(upload_id: str) -> Response:
+    if request.mimetype != OFFSET_OCTET_STREAM:
+        raise StreamingError(
+            f"PATCH bodies must be {OFFSET_OCTET_STREAM}",
+            status=415,
+            code="unsupported_media_type",
+        )
+    offset = parse_int("Upload-Offset", request.headers.get("Upload-Offset"), required=True)
+    assert offset is not None
+    length = parse_int("Upload-Length", request.headers.get("Upload-Length"))
+    service = get_upload_service()
+    session = _tus_session(upload_id)
+    if is_final(session):
+        raise Forbidden("a final upload cannot be patched", code="final_upload")
+    if offset != session.size:  # before Upload-Length: a 409 changes nothing
+        raise Conflict(
+            "Upload-Offset is not the upload's offset", code="offset_mismatch", offset=session.size
+        )
+    if length is not None and length != session.length:
+        set_length(service, upload_id, length)
+    session = _append(upload_id, offset)
+    return _empty(204, {"Upload-Offset": str(session.size), **_expires(session)})
+
+
+def _head(upload_id: str) -> Response:
+    service = get_upload_service()
+    session = _tus_session(upload_id, status=True)
+    if is_final(session) and session.state == OPEN:
+        session = try_finish(service, upload_id)
+    headers = {"Cache-Control": "no-store", **_expires(session)}
+    unfinished_final = is_final(session) and session.state == OPEN
+    if not unfinished_final:
+        headers["Upload-Offset"] = str(session.size)
+    if session.length is not None:
+        headers["Upload-Length"] = str(session.length)
+    elif not unfinished_final:
+        headers["Upload-Defer-Length"] = "1"
+    if "tus_metadata" in session.extra:
+        headers["Upload-Metadata"] = session.extra["tus_metadata"]
+    if is_final(session):
+        headers["Upload-Concat"] = session.extra["concat_header"]
+    elif session.extra.get("concat") == PARTIAL:
+        headers["Upload-Concat"] = PARTIAL
+    return _empty(200, headers)
+
+
+def register_tus_views(
+    bp: Blueprint,
+    route: Callable[..., Callable[[Callable[..., Any]], Callable[..., Any]]],
+    settings: Settings,
+) -> None:
+    """Add the tus routes to the blueprint (``tus`` group)."""
+
+    @route("/tus/", methods=["OPTIONS", "POST"], strict_slashes=False)
+    @_tus
+    def tus_uploads(method: str) -> Response:
+        """The creation endpoint: ``OPTIONS`` (capabilities), ``POST`` (create)."""
+        if method == "OPTIONS":
+            return _options(settings)
+        if method != "POST":
+            raise StreamingError(
+                f"{method} is not allowed here", status=405, code="method_not_allowed"
+            )
+        return _create(settings)
+
+    @route("/tus/<upload_id>", methods=["HEAD", "PATCH", "DELETE", "OPTIONS", "POST"])
+    @_tus
+    def tus_upload(method: str, upload_id: str) -> Response:
+        """One upload: ``HEAD``, ``PATCH``, ``DELETE``, ``OPTIONS``, or a
+        ``POST`` whose ``X-HTTP-Method-Override`` names one of them."""
+        if method == "OPTIONS":
+            return _options(settings)
+        if method == "HEAD":
+            return _head(upload_id)
+        if method == "PATCH":
+            return _patch(upload_id)
+        if method == "DELETE":
+            _tus_session(upload_id)
+            get_upload_service().abort(upload_id)
+            return _empty(204)
+        raise StreamingError(
+            "POST on an upload needs X-HTTP-Method-Override (PATCH, HEAD or DELETE)",
+            status=405,
+            code="method_not_allowed",
+            headers={"Allow": "HEAD, PATCH, DELETE, OPTIONS, POST"},
+        )
