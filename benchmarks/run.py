@@ -33,6 +33,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks import fanout as _fanout  # noqa: E402, F401  (registers fanout scenarios)
 from benchmarks import scenarios as _scenarios  # noqa: E402, F401  (registers scenarios)
+from benchmarks import transfers as _transfers  # noqa: E402, F401  (uploads, tus)
 from benchmarks.harness import (  # noqa: E402
     SCENARIOS,
     Check,

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from flask import Flask, render_template, request
 
+from examples import chat as chat_example
+from examples import tus as tus_example
 from examples import uploads as upload_example
 from flask_streaming import (
     ResponseStream,
@@ -35,6 +37,16 @@ EXAMPLES = [
         "Microphone recorder",
         "MediaRecorder chunks streamed as upload segments; partial and final hooks.",
     ),
+    (
+        "chat",
+        "Chat rooms",
+        "Rooms as channels: POST to send, members-only rooms, history on reconnect.",
+    ),
+    (
+        "tus",
+        "Resumable upload (tus)",
+        "tus-js-client in 5 MiB chunks; reload mid-upload, pick the file again: it resumes.",
+    ),
 ]
 
 
@@ -42,8 +54,10 @@ def create_app(config: dict[str, object] | None = None) -> Flask:
     """The demo app; *config* overrides settings (tests use it)."""
     app = Flask(__name__, instance_path=os.environ.get("INSTANCE_PATH"))
     app.config.from_mapping(config or {})
-    Streaming(app)
+    streaming = Streaming(app)
     upload_example.register(app)
+    chat_example.register(app, streaming)
+    tus_example.register(app)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     log_file = Path(app.instance_path, "demo.log")
 

@@ -8,6 +8,17 @@
 // * source(url, options): Server-Sent Events over fetch (custom headers,
 //   POST), a spec-exact parser, Svelte-compatible stores from select(), a
 //   shared connection per URL, reconnect with Last-Event-ID.
+//
+// In Svelte, a selection is a store:
+//
+//   <script>
+//     import { source } from "/streaming/client.js";
+//     const price = source("/streaming/events/prices").select("tick").json();
+//   </script>
+//   {$price?.value}
+//
+// In a Jinja template, import from "{{ streaming_client_url() }}" (a URL
+// with the content hash, cached for a year).
 
 const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
 const DEFAULT_BACKOFF = { retries: 5, initial: 250, factor: 2, max: 10000 };

@@ -1,0 +1,164 @@
+"""Let no one in: authorization hooks, injection, CORS, per-client quotas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask, request
+
+from flask_streaming import ServerSentEvent, Streaming, download_response
+
+
+@pytest.fixture
+def guarded(tmp_path: Path) -> tuple[Flask, Any]:
+    """Uploads owned by the ``X-User`` that created them; channels
+    ``private-<user>`` only for that user."""
+    app = Flask("guarded", instance_path=str(tmp_path))
+    app.config.update(TESTING=True, STREAMING_MAX_CONNECTIONS_PER_CLIENT=1)
+    streaming = Streaming(app)
+
+    @streaming.authorize_upload
+    def owner_only(action: str, session: Any) -> bool:
+        user = request.headers.get("X-User")
+        if action == "create":
+            return bool(user)
+        return session is not None and session.metadata.get("owner") == user
+
+    @streaming.authorize_channel
+    def own_channel(channel: str, action: str) -> bool:
+        if channel.startswith("private-"):
+            return channel == f"private-{request.headers.get('X-User')}"
+        return True
+
+    return app, app.test_client()
+
+
+def _create(client: Any, user: str) -> str:
+    rv = client.post("/streaming/uploads", json={"metadata": {"owner": user}},
+                     headers={"X-User": user})  # fmt: skip
+    assert rv.status_code == 201
+    return str(rv.get_json()["streamId"])
+
+
+def test_a_denied_user_cannot_touch_another_users_session(guarded: tuple[Flask, Any]) -> None:
+    _, client = guarded
+    sid = _create(client, "alice")
+    seg = {"X-Stream-Id": sid, "X-Stream-Segment": "0"}
+    rv = client.post("/streaming/uploads", data=b"a", headers={**seg, "X-User": "alice"})
+    assert rv.status_code == 200
+    for method, path, headers, body in (
+        ("POST", "/streaming/uploads", {**seg, "X-Stream-Segment": "1"}, b"evil"),
+        ("POST", f"/streaming/uploads/{sid}", {"X-Stream-Segment": "1"}, b"evil"),
+        ("POST", "/streaming/uploads", {**seg, "X-Stream-Segment": "1", "X-Stream-Done": "true"},
+         b""),
+        ("GET", f"/streaming/uploads/{sid}", {}, b""),
+        ("DELETE", f"/streaming/uploads/{sid}", {}, b""),
+    ):  # fmt: skip
+        for user in ("mallory", None):
+            h = dict(headers)
+            if user:
+                h["X-User"] = user
+            rv = client.open(path, method=method, headers=h, data=body)
+            assert rv.status_code == 403, (method, path, user, rv.get_json())
+            assert rv.get_json()["error"] == "forbidden"
+    rv = client.get(f"/streaming/uploads/{sid}", headers={"X-User": "alice"})
+    assert (rv.get_json()["received"], rv.get_json()["bytes"]) == (1, 1)
+
+
+def test_a_denied_user_cannot_subscribe_to_a_private_channel(guarded: tuple[Flask, Any]) -> None:
+    _, client = guarded
+    for url in (
+        "/streaming/events/private-alice",
+        "/streaming/events?channel=public&channel=private-alice",
+    ):
+        rv = client.get(url, headers={"X-User": "mallory"})
+        assert rv.status_code == 403 and rv.get_json()["error"] == "forbidden"
+    rv = client.get("/streaming/events/private-alice", headers={"X-User": "alice"})
+    assert rv.status_code == 200
+    rv.close()
+
+
+def test_the_default_refuses_private_channels(client: Any) -> None:
+    rv = client.get("/streaming/events/private-anything")
+    assert rv.status_code == 403
+
+
+def test_per_client_stream_quota_is_429_with_retry_after(guarded: tuple[Flask, Any]) -> None:
+    app, client = guarded
+    first = client.get("/streaming/events/news")
+    next(iter(first.response))  # the stream started: it counts now
+    try:
+        rv = client.get("/streaming/events/news")
+        assert rv.status_code == 429
+        assert rv.headers["Retry-After"] == "5"
+        assert rv.get_json()["error"] == "too_many_connections"
+        other = client.get("/streaming/events/news", environ_base={"REMOTE_ADDR": "10.0.0.2"})
+        assert other.status_code == 200
+        other.close()
+    finally:
+        first.close()
+    again = client.get("/streaming/events/news")
+    assert again.status_code == 200  # the slot came back on close
+    again.close()
+    assert app.extensions["streaming"].broker.clients == {}
+
+
+def test_per_client_upload_session_quota(tmp_path: Path) -> None:
+    app = Flask("quota", instance_path=str(tmp_path))
+    app.config.update(TESTING=True, STREAMING_MAX_SESSIONS_PER_CLIENT=3)
+    Streaming(app)
+    client = app.test_client()
+    for _ in range(3):
+        assert client.get("/streaming/uploads").status_code == 200
+    rv = client.get("/streaming/uploads")
+    assert rv.status_code == 429 and rv.get_json()["error"] == "too_many_sessions"
+    rv = client.post("/streaming/uploads", environ_base={"REMOTE_ADDR": "10.9.9.9"})
+    assert rv.status_code == 201
+
+
+@pytest.mark.parametrize("field", ["event", "id", "comment"])
+@pytest.mark.parametrize("bad", ["a\nb", "a\rb", "a\r\nb", "a\x00b", "\n"])
+def test_sse_field_injection_is_impossible(field: str, bad: str) -> None:
+    with pytest.raises(ValueError):
+        ServerSentEvent("x", **{field: bad})
+
+
+def test_published_events_cannot_inject_fields(app: Flask) -> None:
+    streaming = app.extensions["streaming"].extension
+    with pytest.raises(ValueError):
+        streaming.publish("room", "x", event="message\ndata: injected")
+    raw = ServerSentEvent("line\r\nevent: evil\n\nid: 9").encode()
+    assert b"\nevent: evil" not in raw.replace(b"data: event: evil", b"")
+    assert raw.count(b"\n\n") == 1 and raw.endswith(b"\n\n")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ['a"b.txt', "a\r\nSet-Cookie: x=1.txt", "a\nb", "a\x00b", "../../etc/passwd", "é€\r\n.bin",
+     'x"; filename*=UTF-8\'\'evil.exe'],
+)  # fmt: skip
+def test_content_disposition_injection_is_impossible(app: Flask, name: str) -> None:
+    with app.test_request_context():
+        rv = download_response(iter([b"x"]), filename=name)
+        value = rv.headers["Content-Disposition"]
+        rv.close()
+    assert "\r" not in value and "\n" not in value and "\x00" not in value
+    assert value.startswith("attachment")
+    plain = value.split(";")
+    assert sum(p.strip().startswith("filename=") for p in plain) <= 1
+    assert sum(p.strip().startswith("filename*=") for p in plain) <= 1
+
+
+def test_cors_is_closed_by_default(client: Any) -> None:
+    evil = {"Origin": "https://evil.example"}
+    for rv in (
+        client.get("/streaming/uploads", headers=evil),
+        client.options("/streaming/uploads", headers={
+            **evil, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "X-Stream-Id"}),
+        client.options("/streaming/tus/",
+                       headers={**evil, "Access-Control-Request-Method": "POST"}),
+    ):  # fmt: skip
+        assert not any(k.lower().startswith("access-control-") for k, _ in rv.headers)
