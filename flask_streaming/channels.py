@@ -83,12 +83,7 @@ def subscribe_response(
         )
     outbox = Outbox()
     sub = Subscriber(broker, names, outbox, last_event_id, client)
-    sub.slow = (
-        jittered_retry(settings.retry or 3000)
-        + ServerSentEvent(
-            {"message": "Too far behind; reconnect to resume."}, event="stream-error"
-        ).encode()
-    )
+    sub.retry = settings.retry or 3000
     body = _event_body(
         outbox,
         ping=ping,

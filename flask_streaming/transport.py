@@ -42,6 +42,7 @@ _warned_sync = False
 #: Streams of this process that started and have not closed yet.
 open_streams: set[StreamBody] = set()
 _hook_pid = 0
+_shutting_down = False
 
 
 def gevent_active() -> bool:
@@ -78,7 +79,11 @@ def jittered_retry(base: int) -> bytes:
 
 def shutdown_streams() -> int:
     """End every open event stream with a jittered ``retry:``, as when the
-    worker is told to stop. Returns how many were ended."""
+    worker is told to stop; event streams that open later (a worker keeps
+    accepting for a moment) end at once the same way. Returns how many
+    were ended."""
+    global _shutting_down
+    _shutting_down = True
     count = 0
     for body in list(open_streams):
         if body.shutdown_retry is not None and body.outbox.open:
@@ -109,6 +114,7 @@ def _install_shutdown_hook() -> None:
         signal.signal(signal.SIGTERM, on_term)
     except ValueError:  # not the main thread after all
         _hook_pid = 0
+_shutting_down = False
 
 
 def set_socket_timeout(environ: dict[str, Any], seconds: float | None) -> None:
@@ -510,6 +516,11 @@ class StreamBody:
         self._watcher = _DisconnectWatcher(self.environ, outbox)
         if self.app is not None:
             stream_opened.send(self.app, stream=self, channels=self.channels)
+        if _shutting_down and self.shutdown_retry is not None:
+            # This worker is stopping: send the client elsewhere at once.
+            outbox.finish("shutdown")
+            yield self.prelude + jittered_retry(self.shutdown_retry)
+            return
         if self.producer is not None:
             self.producer.start(self)
         guarded = self._arm_send_timeout()

@@ -270,3 +270,25 @@ def test_redis_connections_do_not_grow_with_subscribers(
     assert 1 <= len(others) <= 1 + POOL_SIZE, others
     for s in subs:
         s.stop()
+
+
+@pytest.mark.redis
+def test_redis_down_at_subscribe_sends_the_client_back_later(
+    live_server: Callable[..., GunicornServer], redis_factory: Callable[..., Any]
+) -> None:
+    rs = redis_factory(appendonly=True)
+    server = live_server(APP, workers=1, env={"BROKER_URL": rs.url})
+    first = RedisPublisher(rs.url).publish("later", "before")
+    rs.stop(kill=True)
+    # No silent gap: a retry hint and the end of the stream, no stream-reset.
+    for headers in ({}, {"Last-Event-ID": "0"}):
+        s = Subscriber(f"{server.url}/streaming/events/later", headers=headers)
+        assert s.ended.wait(40), "the stream did not end while Redis was down"
+        assert s.response_headers and s.error is None
+        assert s.parser.retry is not None and s.parser.retry >= 3000
+        assert b"stream-reset" not in s.raw
+        assert s.data_events() == []
+    rs.start()
+    back = Subscriber(f"{server.url}/streaming/events/later", headers={"Last-Event-ID": "0"})
+    assert [e.id for e in back.wait_for(1, timeout=15)] == [first]
+    back.stop()

@@ -16,12 +16,18 @@ from typing import Any
 
 from ..errors import BadRequest
 from ..sse import ServerSentEvent
-from ..transport import Outbox, StreamBody, gevent_active
+from ..transport import Outbox, StreamBody, gevent_active, jittered_retry
 
 logger = logging.getLogger("flask_streaming")
 
 #: Channel names: letters, digits and ``_ . : @ / + = -``, 1 to 128 of them.
 CHANNEL_NAME = re.compile(r"[A-Za-z0-9_.:@/+=\-]{1,128}")
+
+
+#: Sent (after a jittered ``retry``) to a subscriber cut off for lagging.
+SLOW_CONSUMER = ServerSentEvent(
+    {"message": "Too far behind; reconnect to resume."}, event="stream-error"
+).encode()
 
 
 def check_channel(name: str) -> str:
@@ -88,7 +94,7 @@ class Subscriber:
         "last_seq",
         "outbox",
         "pending",
-        "slow",
+        "retry",
     )
 
     def __init__(
@@ -109,7 +115,9 @@ class Subscriber:
         self.last_seq = 0
         #: events that arrive while a replay is being fetched
         self.pending: list[tuple[int, bytes]] | None = None
-        self.slow: bytes = b""
+        #: the stream's normal ``retry`` (ms): a jittered one above it is sent
+        #: with a disconnect the client should come back from
+        self.retry = 3000
 
     def start(self, body: StreamBody) -> None:
         self.broker.attach(self)
@@ -129,7 +137,7 @@ class Subscriber:
         if outbox.size >= self.broker.max_queue_bytes or (
             outbox.chunk_count() >= self.broker.max_queue
         ):
-            outbox.put(self.slow)
+            outbox.put(jittered_retry(self.retry) + SLOW_CONSUMER)
             outbox.finish("slow_consumer")
             return
         outbox.put(raw)
@@ -213,15 +221,21 @@ class Broker:
         sub.pending = [] if after is not None else None
         for ch in sub.channels:
             self.subscribers.setdefault(ch, set()).add(sub)
-            self.on_first_subscriber(ch)
-        if after is None:
-            sub.last_seq = self.current_seq()
-            return
         try:
+            for ch in sub.channels:
+                self.on_first_subscriber(ch)
+            if after is None:
+                sub.last_seq = self.current_seq()
+                return
             events, gap = self.replay(sub.channels, after)
-        except Exception:
-            logger.exception("flask_streaming: replay failed")
-            events, gap = [], True
+        except Exception as exc:
+            # Never a silent gap: end the stream with a retry hint; the
+            # client comes back (with its Last-Event-ID) and replays then.
+            logger.warning("flask_streaming: broker unavailable (%s); the client will retry", exc)
+            sub.pending = None
+            sub.outbox.put(jittered_retry(sub.retry))
+            sub.outbox.finish("broker_unavailable")
+            return
         if gap or after < 0:
             sub.outbox.put(reset_event(sub.last_event_id or "", "history"))
         pending, sub.pending = sub.pending or [], None

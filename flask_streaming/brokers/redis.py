@@ -28,7 +28,7 @@ logger = logging.getLogger("flask_streaming")
 
 #: Redis connections a process uses for publishing and replay (besides its
 #: one pub/sub connection).
-POOL_SIZE = 8
+POOL_SIZE = 32
 
 _PUBLISH = """
 local seq
@@ -77,7 +77,7 @@ class RedisPublisher:
         # holds at most this many connections (they wait for a free one).
         self.redis = client or redis.Redis(
             connection_pool=redis.BlockingConnectionPool.from_url(
-                url, max_connections=POOL_SIZE, timeout=10
+                url, max_connections=POOL_SIZE, timeout=30
             )
         )
         self._script = self.redis.register_script(_PUBLISH)
@@ -132,6 +132,8 @@ class RedisBroker(Broker):
     def on_first_subscriber(self, channel: str) -> None:
         if self._listener is None:
             self.last_seen = int(self.redis.get(self.publisher.seq_key) or 0)
+            if self._listener is not None:  # another greenlet started it meanwhile
+                return
             if self._handoff is not None:
                 import gevent
 
