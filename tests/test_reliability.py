@@ -44,11 +44,6 @@ def test_tus_upload_survives_worker_sigkill(tmp_path: Path) -> None:
 
 @pytest.mark.live
 @pytest.mark.redis
-@pytest.mark.xfail(
-    strict=False,
-    reason="open finding (docs/reliability.rst): now and then one event in a "
-    "HUP + TERM cycle does not reach one subscriber",
-)
 def test_reload_and_shutdown_lose_no_event_and_no_upload(tmp_path: Path) -> None:
     _check(streams.reload_and_term(tmp_path, 1, subscribers=4, uploads=2))
 

@@ -131,9 +131,13 @@ class RedisBroker(Broker):
 
     def on_first_subscriber(self, channel: str) -> None:
         if self._listener is None:
-            self.last_seen = int(self.redis.get(self.publisher.seq_key) or 0)
-            if self._listener is not None:  # another greenlet started it meanwhile
+            seen = int(self.redis.get(self.publisher.seq_key) or 0)
+            if self._listener is not None:
+                # Another subscriber's GET answered first and started the
+                # listener, which catches up from *its* answer; moving
+                # last_seen on now would skip events for that subscriber.
                 return
+            self.last_seen = seen
             if self._handoff is not None:
                 import gevent
 
@@ -165,8 +169,13 @@ class RedisBroker(Broker):
                     msg = pubsub.get_message(timeout=1.0)
                     if msg is not None and msg["type"] == "message":
                         self._on_message(msg["data"])
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-                logger.warning("flask_streaming: Redis connection lost (%s); reconnecting", exc)
+            except Exception as exc:
+                # Whatever went wrong, the one listener of this worker must
+                # live on: every subscriber here depends on it.
+                if isinstance(exc, redis.ConnectionError | redis.TimeoutError | OSError):
+                    logger.warning("flask_streaming: Redis connection lost (%s); reconnecting", exc)
+                else:
+                    logger.exception("flask_streaming: the Redis listener failed; restarting it")
                 self.reconnects += 1
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
