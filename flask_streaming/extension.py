@@ -75,6 +75,20 @@ class Streaming:
         bytes chunked responses coalesce into one write (``65536``).
     ``STREAMING_FLUSH_INTERVAL``
         the longest time (s) chunked data is held back (``0.05``).
+    ``STREAMING_BROKER_URL``
+        the channels' broker: ``memory://`` (one process, the default) or
+        ``redis://host:port/db`` (many workers and machines; extra ``redis``).
+    ``STREAMING_HISTORY_SIZE``
+        events kept per channel for ``Last-Event-ID`` replay (``1000``).
+    ``STREAMING_MAX_QUEUE``
+        events a subscriber may lag before it gets a ``retry`` hint and is
+        disconnected (``1000``).
+    ``STREAMING_MAX_QUEUE_BYTES``
+        ... or bytes (``4 MiB``).
+    ``STREAMING_MAX_CHANNELS``
+        channels one connection may subscribe to (``16``).
+    ``STREAMING_REDIS_PREFIX``
+        key prefix of everything the Redis broker stores (``"flask_streaming"``).
     ``STREAMING_MAX_CONNECTIONS``
         open channel streams per worker (``9000``); beyond it a 200 stream
         with only a jittered ``retry`` (an ``EventSource`` gives up on any

@@ -319,6 +319,29 @@ def test_recorder_example_streams_microphone_segments(
     assert stored["segments"] >= 3
     assert stored["head"].startswith("1a45dfa3"), f"not WebM/EBML: {stored['head']}"
     assert page.locator("#player").is_visible()
+
+    # The hooks' progress, over SSE on upload-<session id>: one segment event
+    # per segment, then the completion event.
+    page.wait_for_function("window.sseEvents.some((e) => e.type === 'complete')", timeout=15_000)
+    events = page.evaluate("window.sseEvents")
+    segments = [e for e in events if e["type"] == "segment"]
+    complete = [e for e in events if e["type"] == "complete"]
+    assert len(segments) >= 3, events
+    assert sorted({e["index"] for e in segments}) == list(range(final["segments"]))
+    assert len(complete) == 1 and events[-1] == complete[0], events
+    assert max(e["total"] for e in segments) == final["size"] == complete[0]["size"]
+    assert max(e["segments"] for e in segments) == final["segments"]
+    assert complete[0]["segments"] == final["segments"]
+    assert complete[0]["duration"] > 3 and complete[0]["url"] == final["url"]
+    # ... and the page shows them: a log line per event, the status, a
+    # per-segment column beside the HTTP partial responses.
+    lines = page.inner_text("#events").splitlines()
+    assert sum(" segment: #" in line for line in lines) == len(segments), lines
+    assert sum(" complete: " in line for line in lines) == 1, lines
+    assert page.inner_text("#sse-state") == "complete"
+    assert f"assembled {final['segments']} segments" in page.inner_text("#progress")
+    sse_cells = page.locator("#segments tr.segment td:nth-child(4)").all_inner_texts()
+    assert len(sse_cells) == final["segments"] and all("stored" in c for c in sse_cells)
     page.screenshot(path=str(tmp_path / "record.png"), full_page=True)
 
 

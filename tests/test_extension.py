@@ -389,3 +389,17 @@ def test_signals_are_per_app(tmp_path: Path) -> None:
     ):
         assert r.data
     assert log == []
+
+
+def test_streaming_docstring_lists_every_config_key() -> None:
+    import dataclasses
+
+    from flask_streaming.settings import Settings
+
+    doc = Streaming.__doc__ or ""
+    missing = [
+        key
+        for key in (f"STREAMING_{f.name.upper()}" for f in dataclasses.fields(Settings))
+        if f"``{key}``" not in doc
+    ]
+    assert missing == []
