@@ -14,6 +14,13 @@ SSE subscribers, flask_streaming against its peers in the same run.
     1,000 subscribers, 10 events/s: publish→receive p99, ours vs the
     hand-written peer.
 
+``fanout-redis``
+    Redis mode, 4 gunicorn gevent workers: ours (``redis://`` broker) vs
+    Flask-SSE, each at *N* (2,000; ``--quick`` 200) and *N*/2 subscribers, a
+    burst of 20 events; events/s, p50/p99, and Redis ``connected_clients``
+    (ours: one pub/sub connection per worker whatever *N*; Flask-SSE: one
+    per subscriber).
+
 Implementations (each on a fresh server, pinned to the server core):
 
 * ours: ``/streaming/events/<channel>`` fed by ``Streaming.publish`` with the
@@ -22,7 +29,13 @@ Implementations (each on a fresh server, pinned to the server core):
   (:mod:`benchmarks.peers.handwritten`), same gunicorn;
 * peer: sse-starlette under uvicorn (:mod:`benchmarks.peers.starlette_sse`);
 * peer: Flask-SSE with Redis (:mod:`benchmarks.peers.flask_sse_app`), same
-  gunicorn, with a ``redis-server`` started here on a free port.
+  gunicorn, with a ``redis-server`` started here on a free port;
+* peer (``fanout`` only): nginx with the nchan module (C), run here in the
+  foreground from a generated ``nginx.conf`` (one worker), subscribers on an
+  nchan EventSource location; nginx proxies ``/publish`` to a small gunicorn
+  app (:mod:`benchmarks.peers.nchan_publisher`) that POSTs the events to
+  nchan's publisher location, pipelined. Skipped, with the reason printed,
+  when ``nginx`` or ``ngx_nchan_module.so`` is missing.
 
 The load generator is :mod:`benchmarks.fanout_client`, an epoll subprocess
 pinned to the client core; this process only orchestrates.
@@ -34,16 +47,18 @@ import contextlib
 import dataclasses
 import importlib.util
 import json
+import os
 import resource
 import select
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from benchmarks.client import fetch
 from benchmarks.harness import (
@@ -61,6 +76,10 @@ KiB = 1024
 #: The aims of issue 4 (ours / peer, delivered events/s).
 AIM_HANDWRITTEN = 4.0
 AIM_STARLETTE = 10.0
+AIM_NCHAN = 2.0
+#: Redis mode, 4 workers: ours / Flask-SSE.
+AIM_FLASK_SSE_REDIS = 3.0
+REDIS_WORKERS = 4
 #: Idle memory aim per connection (KiB).
 AIM_IDLE_KIB = 16.0
 #: Peer packages the benchmark installs with pip when they are missing.
@@ -168,12 +187,182 @@ class RedisServer:
                 proc.wait()
 
 
+class Serving(Protocol):
+    """What a run needs of a started server (gunicorn, uvicorn, nginx)."""
+
+    port: int
+
+    def stop(self) -> None:
+        """Stop it by its pid."""
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The end of its log."""
+
+
+#: Where Debian (and nginx.org's packages) put dynamic nginx modules.
+NGINX_MODULE_DIRS = ("/usr/lib/nginx/modules", "/usr/share/nginx/modules", "/etc/nginx/modules")
+NCHAN_INSTALL = "apt-get install nginx-light libnginx-mod-nchan"
+
+
+def nchan_module() -> Path | None:
+    """``ngx_nchan_module.so``, if installed."""
+    for d in NGINX_MODULE_DIRS:
+        path = Path(d) / "ngx_nchan_module.so"
+        if path.is_file():
+            return path
+    return None
+
+
+def nchan_conf(*, prefix: Path, module: Path, port: int, helper_port: int, nofile: int) -> str:
+    """An ``nginx.conf`` for the nchan peer: one worker, subscribers on
+    ``/events`` (EventSource, only messages published after they came),
+    the publisher on ``/pub``, and the helper app behind everything else."""
+    return f"""\
+load_module {module};
+worker_processes 1;
+worker_rlimit_nofile {nofile};
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{
+    worker_connections {max(nofile - 64, 1024)};
+    multi_accept on;
+}}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    keepalive_requests 100000;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location = /events {{
+            nchan_subscriber eventsource;
+            nchan_channel_id fanout;
+            nchan_subscriber_first_message newest;
+        }}
+        location = /pub {{
+            nchan_publisher;
+            nchan_channel_id fanout;
+            nchan_message_buffer_length 100;
+        }}
+        location / {{
+            proxy_pass http://127.0.0.1:{helper_port};
+            proxy_read_timeout 300s;
+        }}
+    }}
+}}
+"""
+
+
+class NchanServer:
+    """nginx + nchan in the foreground (``daemon off``, one worker, pinned,
+    under ``ulimit -n``) from a generated config in a scratch folder, and
+    the publisher app (:mod:`benchmarks.peers.nchan_publisher`) behind it.
+    Both are stopped by their pids."""
+
+    def __init__(self, ctx: Context, *, nofile: int, module: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.cpu = ctx.server_cpu
+        self.nofile = nofile
+        self.module = module
+        self.prefix = Path(tempfile.mkdtemp(prefix="nginx-", dir=ctx.data_dir))
+        self.error_log = self.prefix / "error.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.worker = 0
+        self.helper = GunicornServer(
+            NCHAN.app,
+            nofile=nofile,
+            cpu=ctx.server_cpu,
+            env={"BENCH_NCHAN_PORT": str(self.port), **env},
+            args=["--backlog", "4096"],
+            log_path=self.prefix / "publisher.log",
+        )
+
+    def start(self, timeout: float = 30.0) -> NchanServer:
+        """Write the config, start nginx, find its worker, start the helper,
+        and wait until ``/health`` answers through nginx."""
+        conf = self.prefix / "nginx.conf"
+        conf.write_text(
+            nchan_conf(
+                prefix=self.prefix,
+                module=self.module,
+                port=self.port,
+                helper_port=self.helper.port,
+                nofile=self.nofile,
+            )
+        )
+        cmd = ["nginx", "-p", f"{self.prefix}/", "-e", str(self.error_log), "-c", str(conf)]
+        cmd += ["-g", "daemon off;"]
+        if self.cpu is not None:
+            cmd = ["taskset", "-c", str(self.cpu), *cmd]
+        with open(self.prefix / "nginx.out", "ab") as out:
+            self.proc = subprocess.Popen(
+                _with_ulimit(cmd, self.nofile), stdout=out, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + timeout
+        while not self.worker:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nginx exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"nginx started no worker:\n{self.log_tail()}")
+            workers = worker_pids(self.proc.pid)
+            self.worker = workers[0] if workers else 0
+            time.sleep(0.05)
+        self.helper.env["BENCH_NCHAN_PID"] = str(self.worker)
+        try:
+            self.helper.start(timeout)
+            while True:
+                with contextlib.suppress(OSError):
+                    if fetch(self.port, "/health", timeout=2.0, keep_body=True).status == 200:
+                        return self
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"nginx did not proxy /health:\n{self.log_tail()}")
+                time.sleep(0.1)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop the helper, then nginx (``SIGTERM``: fast shutdown) by its
+        pid; kill the master and its worker if it hangs."""
+        self.helper.stop()
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            if self.worker:
+                with contextlib.suppress(OSError):
+                    os.kill(self.worker, signal.SIGKILL)
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The end of nginx's error log and of the helper's log."""
+        try:
+            text = self.error_log.read_text(errors="replace")
+        except OSError:
+            text = ""
+        return "\n".join(text.splitlines()[-lines:]) + "\n" + self.helper.log_tail(lines)
+
+
 def rss_kib(pid: int) -> int:
     """``VmRSS`` of *pid* in KiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def worker_pids(master: int) -> list[int]:
+    """The child processes of *master* (gunicorn's workers, nginx's worker)."""
+    pids: list[int] = []
+    for task in Path(f"/proc/{master}/task").iterdir():
+        with contextlib.suppress(OSError):
+            pids += [int(p) for p in (task / "children").read_text().split()]
+    return pids
 
 
 def server_stats(port: int) -> dict[str, int]:
@@ -204,6 +393,8 @@ class Impl:
     redis: bool = False
     #: modules that must import, else the peer is skipped
     needs: tuple[str, ...] = ()
+    #: server worker processes (memory is summed over all of them)
+    workers: int = 1
 
 
 OURS = Impl(
@@ -229,6 +420,22 @@ FLASK_SSE = Impl(
     "/events?channel=fanout",
     redis=True,
     needs=("flask_sse",),
+)
+NCHAN = Impl(
+    "peer: nginx + nchan (C), 1 worker, EventSource",
+    "benchmarks.peers.nchan_publisher:app",
+    "/events",
+    server="nginx",
+)
+OURS_REDIS = Impl(
+    f"ours: /streaming/events/<ch> + Streaming.publish (redis://, {REDIS_WORKERS} workers)",
+    "benchmarks.fanout_app:app",
+    "/streaming/events/fanout",
+    redis=True,
+    workers=REDIS_WORKERS,
+)
+FLASK_SSE_REDIS = dataclasses.replace(
+    FLASK_SSE, label=f"peer: Flask-SSE + Redis ({REDIS_WORKERS} workers)", workers=REDIS_WORKERS
 )
 
 
@@ -370,12 +577,18 @@ def _drive(
     return connected, done
 
 
-def _start(ctx: Context, impl: Impl, nofile: int, env: dict[str, str]) -> Server:
+def _start(ctx: Context, impl: Impl, nofile: int, env: dict[str, str]) -> Serving:
+    if impl.server == "nginx":
+        module = nchan_module()
+        assert module is not None  # missing_peer checked
+        env = {"BENCH_DATA_DIR": str(ctx.data_dir), **env}
+        return NchanServer(ctx, nofile=nofile, module=module, env=env).start()
     cls = UvicornServer if impl.server == "uvicorn" else GunicornServer
     name = impl.app.split(":")[0].rsplit(".", 1)[-1]
     server = cls(
         impl.app,
         nofile=nofile,
+        workers=impl.workers,
         cpu=ctx.server_cpu,
         env={"BENCH_DATA_DIR": str(ctx.data_dir), **env},
         args=["--backlog", "4096"],
@@ -390,7 +603,7 @@ def run_impl(ctx: Context, impl: Impl, *, clients: int, events: int, rate: float
     nofile = nofile_limit()
     run = Run(impl, clients, events)
     redis: RedisServer | None = None
-    server: Server | None = None
+    server: Serving | None = None
     try:
         env: dict[str, str] = {}
         if impl.redis:
@@ -400,7 +613,11 @@ def run_impl(ctx: Context, impl: Impl, *, clients: int, events: int, rate: float
                 nofile=nofile,
                 log_path=ctx.data_dir / "redis.log",
             )
-            env["BENCH_REDIS_URL"] = redis.url
+            # Flask-SSE reads the first, our app the second.
+            env["BENCH_REDIS_URL"] = env["BENCH_BROKER_URL"] = redis.url
+        if impl.workers > 1:
+            # Our app's /stats sums the workers' counts kept here.
+            env["BENCH_STATS_DIR"] = tempfile.mkdtemp(prefix="stats-", dir=ctx.data_dir)
         server = _start(ctx, impl, nofile, env)
         port = server.port
         # Warm-up: imports, first requests, the broker's lazy set-up.
@@ -409,8 +626,10 @@ def run_impl(ctx: Context, impl: Impl, *, clients: int, events: int, rate: float
         # when a write fails let go of the warm-up's subscribers now.
         fetch(port, "/publish?n=1", timeout=10)
         time.sleep(0.5)
-        pid = server_stats(port)["pid"]
-        before = rss_kib(pid)
+        pids = [server_stats(port)["pid"]]
+        if impl.workers > 1 and isinstance(server, Server) and server.proc is not None:
+            pids = worker_pids(server.proc.pid) or pids
+        before = sum(rss_kib(pid) for pid in pids)
         redis_before = redis.info()["used_memory"] if redis else 0
         redis_pid = redis.proc.pid if redis else 0
         redis_rss_before = rss_kib(redis_pid) if redis else 0
@@ -418,7 +637,7 @@ def run_impl(ctx: Context, impl: Impl, *, clients: int, events: int, rate: float
         def idle(connected: dict[str, Any]) -> None:
             run.connected = connected["connected"]
             time.sleep(1.0)  # let the last connections settle
-            run.idle_kib = (rss_kib(pid) - before) / max(run.connected, 1)
+            run.idle_kib = (sum(rss_kib(pid) for pid in pids) - before) / max(run.connected, 1)
             if redis is not None:
                 info = redis.info()
                 run.redis_clients = int(info["connected_clients"])
@@ -473,6 +692,12 @@ def missing_peer(impl: Impl) -> str | None:
             return f"pip install {' '.join(pkgs)} failed (exit {rc})"
     if impl.redis and shutil.which("redis-server") is None:
         return "no redis-server binary (apt-get install redis-server)"
+    if impl.server == "nginx":
+        if shutil.which("nginx") is None:
+            return f"no nginx binary ({NCHAN_INSTALL})"
+        if nchan_module() is None:
+            dirs = ", ".join(NGINX_MODULE_DIRS)
+            return f"no ngx_nchan_module.so in {dirs} ({NCHAN_INSTALL})"
     return None
 
 
@@ -524,7 +749,12 @@ def fanout(ctx: Context) -> list[Result]:
     """Ours vs each peer: delivered events/s, p50/p99, idle KiB/connection."""
     clients = ctx.size(5000, 500)
     events = 20
-    peers = [(HANDWRITTEN, AIM_HANDWRITTEN), (STARLETTE, AIM_STARLETTE), (FLASK_SSE, None)]
+    peers = [
+        (HANDWRITTEN, AIM_HANDWRITTEN),
+        (STARLETTE, AIM_STARLETTE),
+        (FLASK_SSE, None),
+        (NCHAN, AIM_NCHAN),
+    ]
     got = _measure(ctx, [OURS, *(p for p, _ in peers)], clients=clients, events=events)
     ours_run = got[OURS]
     assert isinstance(ours_run, Run)
@@ -572,4 +802,63 @@ def fanout_paced(ctx: Context) -> Result:
     return Result("fanout-paced", ours=ours, peer=peer, checks=[check])
 
 
-__all__ = ["fanout", "fanout_paced", "run_impl"]
+@scenario(
+    "fanout-redis",
+    f"channels fan-out, Redis mode, {REDIS_WORKERS} workers: 20 events to 2,000 subscribers",
+)
+def fanout_redis(ctx: Context) -> list[Result]:
+    """Ours with the ``redis://`` broker vs Flask-SSE, both on gunicorn with
+    4 gevent workers and a redis-server of their own, at *N* and *N*/2
+    subscribers: events/s, p50/p99 and Redis ``connected_clients`` (ours
+    must not grow with the subscribers)."""
+    clients = ctx.size(2000, 200)
+    half = clients // 2
+    events = 20
+    impls = [OURS_REDIS, FLASK_SSE_REDIS]
+    at_half = _measure(ctx, impls, clients=half, events=events)
+    at_full = _measure(ctx, impls, clients=clients, events=events)
+    results: list[Result] = []
+    for got, aim in ((at_full, AIM_FLASK_SSE_REDIS), (at_half, None)):
+        ours_run, peer_run = got[OURS_REDIS], got[FLASK_SSE_REDIS]
+        assert isinstance(ours_run, Run)
+        ours = ours_run.measurement()
+        if isinstance(peer_run, str):
+            peer = _skipped(FLASK_SSE_REDIS, peer_run)
+        else:
+            peer = peer_run.measurement()
+        results.append(Result("fanout-redis", ours=ours, peer=peer, aim=aim))
+    full, half_run = at_full[OURS_REDIS], at_half[OURS_REDIS]
+    assert isinstance(full, Run) and isinstance(half_run, Run)
+    checks = [
+        Check(
+            f"ours: all {r.clients:,} subscribers received all {events} events",
+            r.ok,
+            f"{r.complete:,} complete, {r.received:,} events. {r.problem}",
+        )
+        for r in (full, half_run)
+    ]
+    c_full, c_half = full.redis_clients, half_run.redis_clients
+    growth = [
+        f"{r.impl.label}: {r.redis_clients} at {r.clients:,}"
+        for got in (at_half, at_full)
+        for r in got.values()
+        if isinstance(r, Run)
+    ]
+    # Ours holds one pub/sub connection per worker plus at most its bounded
+    # publish/replay pool, whatever the number of subscribers (+1: the
+    # runner's own INFO connection).
+    from flask_streaming.brokers.redis import POOL_SIZE
+
+    bound = REDIS_WORKERS * (1 + POOL_SIZE) + 1
+    checks.append(
+        Check(
+            f"ours: Redis connected_clients independent of the subscribers (<= {bound})",
+            c_full is not None and c_half is not None and max(c_full, c_half) <= bound,
+            "; ".join(growth),
+        )
+    )
+    results[0].checks = checks
+    return results
+
+
+__all__ = ["fanout", "fanout_paced", "fanout_redis", "run_impl"]

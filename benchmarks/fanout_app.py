@@ -5,13 +5,17 @@ Served by gunicorn with the gevent worker (see :mod:`benchmarks.fanout`)::
 
     python -m gunicorn -k gevent -w 1 benchmarks.fanout_app:app
 
-``$BENCH_BROKER_URL`` picks the broker (default ``memory://``).
+``$BENCH_BROKER_URL`` picks the broker (default ``memory://``). With
+several workers (Redis mode), ``$BENCH_STATS_DIR`` names a folder where each
+worker keeps its subscriber count in a file named by its pid (rewritten
+within 0.1 s of a change), so that ``/stats`` answers for all workers.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import gevent
 from flask import Flask, request
@@ -25,6 +29,25 @@ app.config["STREAMING_MAX_CONNECTIONS"] = int(os.environ.get("BENCH_MAX_CONNECTI
 if "BENCH_SEND_TIMEOUT" in os.environ:  # diagnostics: 0 turns the send guard off
     app.config["STREAMING_SEND_TIMEOUT"] = float(os.environ["BENCH_SEND_TIMEOUT"])
 streaming = Streaming(app)
+STATS_DIR = os.environ.get("BENCH_STATS_DIR")
+
+
+def _report_connections(folder: Path) -> None:
+    """Keep this worker's subscriber count in ``folder/<pid>`` (a greenlet;
+    no Redis connection of its own, so ``connected_clients`` stays ours)."""
+    path, tmp = folder / str(os.getpid()), folder / f".{os.getpid()}"
+    last = -1
+    while True:
+        n = streaming.broker(app).connections
+        if n != last:
+            tmp.write_text(str(n))
+            tmp.replace(path)
+            last = n
+        gevent.sleep(0.1)
+
+
+if STATS_DIR:
+    gevent.spawn(_report_connections, Path(STATS_DIR))
 
 
 @app.get("/health")
@@ -35,8 +58,12 @@ def health() -> str:
 
 @app.get("/stats")
 def stats() -> dict[str, int]:
-    """This worker's pid and how many subscribers it holds."""
-    return {"pid": os.getpid(), "subscribers": streaming.broker(app).connections}
+    """This worker's pid and how many subscribers it holds (with
+    ``$BENCH_STATS_DIR``: all workers together, and how many reported)."""
+    if not STATS_DIR:
+        return {"pid": os.getpid(), "subscribers": streaming.broker(app).connections}
+    counts = [int(f.read_text() or 0) for f in Path(STATS_DIR).iterdir() if f.name.isdigit()]
+    return {"pid": os.getpid(), "subscribers": sum(counts), "workers": len(counts)}
 
 
 @app.get("/publish")

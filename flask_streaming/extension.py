@@ -80,6 +80,12 @@ class Streaming:
         ``redis://host:port/db`` (many workers and machines; extra ``redis``).
     ``STREAMING_HISTORY_SIZE``
         events kept per channel for ``Last-Event-ID`` replay (``1000``).
+    ``STREAMING_HISTORY_CHANNELS``
+        memory broker: channels whose history is kept (``10000``; the least
+        recently published is dropped first).
+    ``STREAMING_HISTORY_TTL``
+        memory broker: seconds a channel's history outlives its last
+        publish (``3600``).
     ``STREAMING_MAX_QUEUE``
         events a subscriber may lag before it gets a ``retry`` hint and is
         disconnected (``1000``).

@@ -79,6 +79,12 @@ class Settings:
     broker_url: str = "memory://"
     #: Events kept per channel for ``Last-Event-ID`` replay.
     history_size: int = 1000
+    #: Memory broker: channels whose history is kept; beyond it the least
+    #: recently published channel's history is dropped.
+    history_channels: int = 10_000
+    #: Memory broker: seconds a channel's history is kept after its last
+    #: publish. (Redis keeps ``history_size`` events per channel's stream.)
+    history_ttl: float = 3600.0
     #: A subscriber this many events behind is sent a ``retry`` hint and
     #: disconnected (it resumes by ``Last-Event-ID``).
     max_queue: int = 1000
@@ -167,6 +173,8 @@ _CONVERT: dict[str, Any] = {
     "flush_interval": float,
     "broker_url": str,
     "history_size": int,
+    "history_channels": int,
+    "history_ttl": float,
     "max_queue": int,
     "max_queue_bytes": int,
     "max_connections": int,

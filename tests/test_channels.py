@@ -302,3 +302,29 @@ def test_subscribe_abort_cycles_leave_nothing_registered(app: Flask) -> None:
     assert streaming.broker(app).connections == 0
     assert streaming.broker(app).subscribers == {}
     assert len(open_streams) == before
+
+
+def test_memory_broker_drops_old_channels_and_signals_the_gap() -> None:
+    broker = MemoryBroker(history_channels=3, history_ttl=3600)
+    for i in range(5):
+        broker.publish(f"session-{i}", i)  # ids 1..5
+    assert list(broker.history) == ["session-2", "session-3", "session-4"]
+    events, gap = broker.replay(["session-0"], 0)
+    assert (events, gap) == ([], True)
+    events, gap = broker.replay(["session-4"], 4)
+    assert [s for s, _ in events] == [5] and not gap
+    # a kept channel published again moves to the back
+    broker.publish("session-2", "again")
+    broker.publish("session-9", "new")
+    assert list(broker.history) == ["session-4", "session-2", "session-9"]
+
+
+def test_memory_broker_drops_channels_idle_past_the_ttl() -> None:
+    broker = MemoryBroker(history_ttl=0.05)
+    broker.publish("old", 1)
+    import time
+
+    time.sleep(0.1)
+    broker.publish("fresh", 2)
+    assert list(broker.history) == ["fresh"]
+    assert broker.replay(["old"], 0) == ([], True)

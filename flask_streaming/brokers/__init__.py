@@ -21,7 +21,11 @@ def create_broker(settings: Settings) -> Broker:
         "max_queue_bytes": settings.max_queue_bytes,
     }
     if url.startswith("memory:"):
-        return MemoryBroker(**sizes)
+        return MemoryBroker(
+            history_channels=settings.history_channels,
+            history_ttl=settings.history_ttl,
+            **sizes,
+        )
     if url.startswith(("redis:", "rediss:", "unix:")):
         from .redis import RedisBroker
 
