@@ -11,7 +11,6 @@ chromium``, done by ``scripts/test`` in CI); without it these tests skip.
 from __future__ import annotations
 
 import json
-import os
 import re
 import struct
 from collections.abc import Callable, Iterator
@@ -23,11 +22,10 @@ import pytest
 from flask_streaming import ServerSentEvent
 from flask_streaming.testing import GunicornServer
 from tests.apps.browser_app import SENT
+from tests.browser import chromium, new_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 BROWSER_APP = "tests.apps.browser_app:create_app()"
 DEMO_APP = "examples.demo:create_app()"
 FIELDS = {"data", "event", "id", "retry", "comment"}
@@ -35,29 +33,14 @@ FIELDS = {"data", "event", "id", "retry", "comment"}
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium (scripts/test does)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 720})
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    page_errors: list[str] = []
-    page.on("pageerror", lambda exc: page_errors.append(str(exc)))
-    try:
+    with new_page(browser, viewport={"width": 1280, "height": 720}) as page:
         yield page
-        assert page_errors == [], f"JavaScript errors on the page: {page_errors}"
-    finally:
-        context.close()
 
 
 def normalise(text: str) -> str:

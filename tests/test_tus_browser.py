@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import shutil
 import time
@@ -26,11 +25,10 @@ import pytest
 
 from flask_streaming.testing import GunicornServer
 from tests.apps.tus_app import TUS_DIST
+from tests.browser import chromium, new_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 APP = "tests.apps.tus_app:create_app()"
 KiB, MiB = 1 << 10, 1 << 20
 
@@ -40,15 +38,8 @@ def browser() -> Iterator[Any]:
     if not (TUS_DIST / "tus.min.js").exists():
         how = "npm ci --prefix tests/js" if shutil.which("npm") else "install npm, then npm ci"
         pytest.skip(f"tus-js-client is not installed in tests/js: {how} (scripts/test does)")
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium (scripts/test does)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture
@@ -58,18 +49,10 @@ def server(live_server: Callable[..., GunicornServer]) -> GunicornServer:
 
 @pytest.fixture
 def page(browser: Any, server: GunicornServer) -> Iterator[Any]:
-    context = browser.new_context()
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(server.url + "/tus-page")
-    page.wait_for_function("typeof tus !== 'undefined' && tus.isSupported")
-    try:
+    with new_page(browser, timeout_ms=60_000) as page:
+        page.goto(server.url + "/tus-page")
+        page.wait_for_function("typeof tus !== 'undefined' && tus.isSupported")
         yield page
-        assert errors == [], f"JavaScript errors on the page: {errors}"
-    finally:
-        context.close()
 
 
 def upload(page: Any, how: str, seed: int, size: int, options: dict[str, Any]) -> str:

@@ -1,0 +1,53 @@
+"""Debian's Chromium driven by Playwright's sync API, for the browser tests.
+
+Never a downloaded browser: ``/usr/bin/chromium`` (``apt-get install
+chromium``; ``scripts/test`` does), headless, without sandbox, GPU or
+background networking. A test skips with the reason when it is missing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+#: A real MediaRecorder on a fake microphone, without a permission prompt.
+FAKE_MEDIA_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+
+
+@contextmanager
+def chromium(*extra_args: str) -> Iterator[Any]:
+    """A launched Chromium (a Playwright ``Browser``), closed afterwards."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium (scripts/test does)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=[*CHROMIUM_ARGS, *extra_args]
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@contextmanager
+def new_page(
+    browser: Any, *, viewport: dict[str, int] | None = None, timeout_ms: int = 10_000
+) -> Iterator[Any]:
+    """A page in a fresh context; fails the test on any JavaScript error."""
+    context = browser.new_context(**({"viewport": viewport} if viewport else {}))
+    page = context.new_page()
+    page.set_default_timeout(timeout_ms)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield page
+        assert errors == [], f"JavaScript errors on the page: {errors}"
+    finally:
+        context.close()
