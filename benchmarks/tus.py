@@ -98,8 +98,10 @@ def _tuspy(base: str, endpoint: str, source: str) -> str:
             file_stream=stream, chunk_size=CHUNK, metadata={"filename": "source.bin"}
         )
         uploader.upload()
-        url: str = uploader.url
-    return url
+        url = uploader.url
+    if not url:
+        raise RuntimeError("tuspy finished without an upload URL")
+    return str(url)
 
 
 def _raw_put(base: str, source: str) -> None:

@@ -121,6 +121,7 @@ class RedisBroker(Broker):
         self.redis = self.publisher.redis
         self.last_seen = 0
         self._listener: Any = None
+        self._starting: Any = None
         self._stopping = False
         self.reconnects = 0
 
@@ -130,14 +131,23 @@ class RedisBroker(Broker):
     # -- the one pub/sub connection of this process ----------------------
 
     def on_first_subscriber(self, channel: str) -> None:
-        if self._listener is None:
-            seen = int(self.redis.get(self.publisher.seq_key) or 0)
-            if self._listener is not None:
-                # Another subscriber's GET answered first and started the
-                # listener, which catches up from *its* answer; moving
-                # last_seen on now would skip events for that subscriber.
-                return
-            self.last_seen = seen
+        """Start this worker's listener, which catches up from the event
+        counter read here. Subscribers that arrive meanwhile wait for that
+        read: their own replay must not run before the catch-up point is
+        fixed, or events between the two would reach no one."""
+        if self._listener is not None:
+            return
+        if self._starting is not None:
+            self._starting.wait(30)
+            return
+        if self._handoff is not None:
+            from gevent.event import Event
+
+            self._starting = Event()
+        else:
+            self._starting = threading.Event()
+        try:
+            self.last_seen = int(self.redis.get(self.publisher.seq_key) or 0)
             if self._handoff is not None:
                 import gevent
 
@@ -145,6 +155,9 @@ class RedisBroker(Broker):
             else:
                 self._listener = threading.Thread(target=self._listen, daemon=True)
                 self._listener.start()
+        finally:
+            starting, self._starting = self._starting, None
+            starting.set()
 
     def _listen(self) -> None:
         backoff = 0.05
