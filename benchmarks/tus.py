@@ -34,12 +34,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask
 
 from benchmarks.harness import free_port
-from benchmarks.uploads import ROOT, SEGMENT, MiB, _kib
+from benchmarks.uploads import ROOT, SEGMENT, MiB, _kib, save_body
 from benchmarks.uploads import create_app as _uploads_app
-from flask_streaming.testing import GunicornServer
+from flask_streaming.testing import GunicornServer, wait_for_port
 
 NODE_DIR = Path(ROOT) / "benchmarks" / "node"
 CHUNK = SEGMENT  # 8 MiB
@@ -76,12 +76,7 @@ def create_app() -> Flask:
 
     @app.put("/raw-append")
     def raw_append() -> dict[str, int]:
-        size = 0
-        with open(os.path.join(app.instance_path, "raw-append.bin"), "ab") as f:
-            while block := request.stream.read(MiB):
-                f.write(block)
-                size += len(block)
-        return {"size": size}
+        return save_body(os.path.join(app.instance_path, "raw-append.bin"), "ab")
 
     return app
 
@@ -130,21 +125,14 @@ class NodeServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> NodeServer:
-        import socket
-
         cmd = ["node", str(NODE_DIR / "server.cjs"), self.folder, str(self.port)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"node exited with {self.proc.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("the node tus server did not listen")
+        try:
+            wait_for_port(self.port, self.proc, 20)
+        except RuntimeError as exc:
+            self.stop()
+            raise RuntimeError(f"the node tus server: {exc}") from None
+        return self
 
     def pid(self) -> int:
         assert self.proc is not None

@@ -42,14 +42,19 @@ def create_app() -> Flask:
 
     @app.put("/raw")
     def raw() -> dict[str, int]:
-        size = 0
-        with open(os.path.join(app.instance_path, "raw.bin"), "wb") as f:
-            while block := request.stream.read(MiB):
-                f.write(block)
-                size += len(block)
-        return {"size": size}
+        return save_body(os.path.join(app.instance_path, "raw.bin"), "wb")
 
     return app
+
+
+def save_body(path: str, mode: str) -> dict[str, int]:
+    """The raw baseline: the request body to *path* in 1 MiB reads."""
+    size = 0
+    with open(path, mode) as f:
+        while block := request.stream.read(MiB):
+            f.write(block)
+            size += len(block)
+    return {"size": size}
 
 
 def _kib(pid: int, key: str) -> int:

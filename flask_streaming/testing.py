@@ -146,6 +146,25 @@ def free_port() -> int:
         return port
 
 
+def wait_for_port(
+    port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20.0
+) -> None:
+    """Wait until something listens on 127.0.0.1:*port*.
+
+    :raises RuntimeError: *proc* exited first, or *timeout* seconds passed.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listened on port {port} within {timeout}s")
+
+
 class GunicornServer:
     """A real gunicorn with the gevent worker, serving *app* (a gunicorn app
     spec such as ``"examples.demo:create_app()"``) on a free loopback port.
@@ -198,17 +217,12 @@ class GunicornServer:
         env = {**os.environ, **self.env}
         self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, cwd=self.cwd, env=env, stdout=self._log, stderr=self._log)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.proc.returncode}: {cmd}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"gunicorn did not listen on {self.port} within {timeout}s")
+        try:
+            wait_for_port(self.port, self.proc, timeout)
+        except RuntimeError as exc:
+            self.stop()
+            raise RuntimeError(f"gunicorn: {exc}: {cmd}") from None
+        return self
 
     def worker_pids(self) -> list[int]:
         """The pids of the worker processes (children of the master)."""

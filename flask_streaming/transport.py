@@ -114,7 +114,6 @@ def _install_shutdown_hook() -> None:
         signal.signal(signal.SIGTERM, on_term)
     except ValueError:  # not the main thread after all
         _hook_pid = 0
-_shutting_down = False
 
 
 def set_socket_timeout(environ: dict[str, Any], seconds: float | None) -> None:

@@ -171,8 +171,11 @@ def build() -> list[Case]:
                  [*TV, ("Upload-Length", "5"), ("Upload-Metadata", v)]))  # fmt: skip
     # Not UTF-8 once decoded: kept as data (replacement characters), 201.
     meta = ("Upload-Metadata", "k " + _b64(b"\xff\xfe"))
-    add(Case("tus metadata not utf-8", "POST", T, [*TV, ("Upload-Length", "5"), meta],
-             expect=(201,)))
+    add(
+        Case(
+            "tus metadata not utf-8", "POST", T, [*TV, ("Upload-Length", "5"), meta], expect=(201,)
+        )
+    )
     for v in ("bogus", "final;", "final;/nowhere/x", "final;{unknown}", "partial;x"):
         add(Case(f"tus concat {v!r}", "POST", T,
                  [*TV, ("Upload-Concat", v), ("Upload-Length", "5")]))  # fmt: skip

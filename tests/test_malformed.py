@@ -115,8 +115,10 @@ def test_corpus_through_the_test_client(corpus_app: Flask, tmp_path: Path) -> No
     def call(method: str, path: str, headers: list[tuple[str, str]], body: bytes) -> Any:
         rv = client.open(path, method=method, headers=headers, data=body)
         try:
-            return rv.status_code, {k.lower(): v for k, v in rv.headers.items()}, rv.get_json(
-                silent=True
+            return (
+                rv.status_code,
+                {k.lower(): v for k, v in rv.headers.items()},
+                rv.get_json(silent=True),
             )
         finally:
             rv.close()
@@ -159,10 +161,13 @@ def _raw_request(case: Case) -> bytes:
     body = case.body
     if case.chunked:
         lines.append("Transfer-Encoding: chunked")
-        body = b"".join(
-            b"%x\r\n%s\r\n" % (len(body[i : i + 1000]), body[i : i + 1000])
-            for i in range(0, len(body), 1000)
-        ) + b"0\r\n\r\n"
+        body = (
+            b"".join(
+                b"%x\r\n%s\r\n" % (len(body[i : i + 1000]), body[i : i + 1000])
+                for i in range(0, len(body), 1000)
+            )
+            + b"0\r\n\r\n"
+        )
     elif case.method not in ("GET", "HEAD") or body:
         lines.append(f"Content-Length: {len(body)}")
     return "\r\n".join(lines).encode("utf-8") + b"\r\n\r\n" + body
@@ -304,8 +309,7 @@ def test_tus_header_parsers_raise_only_client_errors(value: str) -> None:
 ))  # fmt: skip
 def test_tus_metadata_round_trips(pairs: dict[str, str | None]) -> None:
     header = ",".join(
-        k if v is None else f"{k} {base64.b64encode(v.encode()).decode()}"
-        for k, v in pairs.items()
+        k if v is None else f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in pairs.items()
     )
     decoded = tus_headers.parse_metadata(header)
     assert decoded == {k: (None if v in (None, "") else v) for k, v in pairs.items()}

@@ -40,8 +40,11 @@ class Result:
 
     @property
     def ok(self) -> bool:
-        return self.runs > 0 and self.passed == self.runs and not self.lost_bytes and (
-            not self.lost_events
+        return (
+            self.runs > 0
+            and self.passed == self.runs
+            and not self.lost_bytes
+            and (not self.lost_events)
         )
 
     def errors_text(self) -> str:
@@ -288,9 +291,7 @@ class Uploader:
     asks the session's status and resends from the first missing segment
     (identical retries are acknowledged as duplicates)."""
 
-    def __init__(
-        self, port: int, data: bytes, segment_size: int, *, pace: float = 0.0
-    ) -> None:
+    def __init__(self, port: int, data: bytes, segment_size: int, *, pace: float = 0.0) -> None:
         self.port = port
         self.data = data
         self.segments = [data[i : i + segment_size] for i in range(0, len(data), segment_size)]

@@ -245,6 +245,7 @@ def idle_subscribers(workdir: Path, count: int) -> Result:
             per_conn = (stats["rss_kib"] - before) / max(1, count)
             t1 = time.monotonic()
             request(server.port, "POST", "/publish/idle?data=hello-everyone")
+
             def everyone_got() -> bool:
                 _drain(sel, bufs, 0.05)
                 return all(b"hello-everyone" in b for b in bufs.values())
@@ -282,6 +283,3 @@ def _drain(sel: selectors.BaseSelector, bufs: dict[int, bytearray], timeout: flo
             bufs[sock.fileno()] += data
             if len(bufs[sock.fileno()]) > 4096:  # keep only the tail
                 del bufs[sock.fileno()][:-2048]
-
-
-

@@ -46,9 +46,7 @@ def _whoami(sock: socket.socket) -> int:
     return int(json.loads(body)["pid"])
 
 
-def _kill_during(
-    port: int, head: bytes, body: bytes, rng: random.Random, errors: Any
-) -> str:
+def _kill_during(port: int, head: bytes, body: bytes, rng: random.Random, errors: Any) -> str:
     """Send *head* and part (or all) of *body* on a connection pinned to a
     worker, then SIGKILL that worker: mid-body, or a few ms after the body
     (during the commit, the hook or the response)."""
