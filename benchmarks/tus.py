@@ -37,7 +37,7 @@ from typing import Any
 from flask import Flask
 
 from benchmarks.harness import free_port
-from benchmarks.uploads import ROOT, SEGMENT, MiB, _kib, save_body
+from benchmarks.uploads import ROOT, SEGMENT, MiB, _kib, row, save_body
 from benchmarks.uploads import create_app as _uploads_app
 from flask_streaming.testing import GunicornServer, wait_for_port
 
@@ -171,15 +171,7 @@ def node_ready() -> str | None:
 
 
 def _row(name: str, total: int, seconds: float, base: int, peak: int) -> dict[str, Any]:
-    return {
-        "scenario": "tus",
-        "name": name,
-        "bytes": total,
-        "seconds": round(seconds, 3),
-        "mb_s": round(total / seconds / 1e6, 1),
-        "peak_rss_mib": round(peak / 1024, 1),
-        "rss_growth_mib": round((peak - base) / 1024, 1),
-    }
+    return row("tus", name, total, seconds, base, peak)
 
 
 def _ours(name: str, source: str, digest: str, total: int) -> dict[str, Any]:

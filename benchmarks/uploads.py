@@ -135,8 +135,15 @@ def _measure(name: str, fn: Any, total: int, buf: memoryview) -> dict[str, Any]:
     finally:
         server.stop()
         shutil.rmtree(folder, ignore_errors=True)
+    return row("uploads", name, total, seconds, base, peak)
+
+
+def row(
+    scenario: str, name: str, total: int, seconds: float, base: int, peak: int
+) -> dict[str, Any]:
+    """One measurement: *total* bytes in *seconds*; RSS (KiB) before and at peak."""
     return {
-        "scenario": "uploads",
+        "scenario": scenario,
         "name": name,
         "bytes": total,
         "seconds": round(seconds, 3),
