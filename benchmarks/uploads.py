@@ -190,5 +190,5 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
 if __name__ == "__main__":
     import sys
 
-    for row in run(quick="--quick" in sys.argv):
-        print(row)
+    for measured in run(quick="--quick" in sys.argv):
+        print(measured)
