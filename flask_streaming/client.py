@@ -29,7 +29,7 @@ import hashlib
 import os
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -380,14 +380,26 @@ class _Job:
                     continue
                 raise
             except httpx.TransportError as exc:
-                if resumes <= 0:
-                    raise UploadFailed(f"upload {sid} interrupted: {exc}", sid) from exc
-                resumes -= 1
-                time.sleep(self.retry.delay(self.resumes - resumes))
-                try:
-                    index = self._contiguous(endpoint, sid, count)
-                except httpx.TransportError as exc2:
-                    raise UploadFailed(f"upload {sid} interrupted: {exc2}", sid) from exc2
+                resumes = self._resume_after(exc, sid, resumes)
+                index = self._probe(sid, lambda: self._contiguous(endpoint, sid, count))
+
+    def _resume_after(self, exc: Exception, upload: str, resumes: int) -> int:
+        """After a network failure: give up (:class:`UploadFailed` naming
+        *upload*, so it can be resumed later) or wait and spend one resume."""
+        if resumes <= 0:
+            raise UploadFailed(f"upload {upload} interrupted: {exc}", upload) from exc
+        resumes -= 1
+        time.sleep(self.retry.delay(self.resumes - resumes))
+        return resumes
+
+    def _probe(self, upload: str, ask: Callable[[], int]) -> int:
+        """Ask the server where *upload* stands; a network failure gives up."""
+        import httpx
+
+        try:
+            return ask()
+        except httpx.TransportError as exc:
+            raise UploadFailed(f"upload {upload} interrupted: {exc}", upload) from exc
 
     def _contiguous(self, endpoint: str, sid: str, count: int) -> int:
         status = _request(self.http, "GET", f"{endpoint.rstrip('/')}/{sid}", self.retry).json()
@@ -458,14 +470,8 @@ class _Job:
                     continue
                 raise
             except httpx.TransportError as exc:
-                if resumes <= 0:
-                    raise UploadFailed(f"upload {location} interrupted: {exc}", location) from exc
-                resumes -= 1
-                time.sleep(self.retry.delay(self.resumes - resumes))
-                try:
-                    offset = self._tus_offset(location)
-                except httpx.TransportError as exc2:
-                    raise UploadFailed(f"upload {location} interrupted: {exc2}", location) from exc2
+                resumes = self._resume_after(exc, location, resumes)
+                offset = self._probe(location, lambda: self._tus_offset(location))
 
     def _tus_create(self, endpoint: str) -> str:
         meta = dict(self.metadata)

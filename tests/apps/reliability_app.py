@@ -19,7 +19,6 @@ Serve it with ``gunicorn -k gevent "tests.apps.reliability_app:create_app()"``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Any
 
@@ -28,6 +27,7 @@ from flask import Flask, request
 from flask_streaming import Streaming
 from flask_streaming.signals import upload_completed
 from flask_streaming.transport import open_streams
+from tests.apps import sha256_of
 
 _ENV = {
     "BROKER_URL": ("STREAMING_BROKER_URL", str),
@@ -53,11 +53,7 @@ def create_app() -> Flask:
 
     @upload_completed.connect_via(app)
     def on_complete(sender: Flask, session: Any, **kw: Any) -> dict[str, Any]:
-        h = hashlib.sha256()
-        with session.open() as f:
-            while block := f.read(1 << 20):
-                h.update(block)
-        return {"sha256": h.hexdigest(), "worker": os.getpid()}
+        return {"sha256": sha256_of(session), "worker": os.getpid()}
 
     @app.post("/publish/<channel>")
     def publish(channel: str) -> tuple[dict[str, Any], int]:

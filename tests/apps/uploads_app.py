@@ -21,6 +21,7 @@ from flask import Flask, request
 
 from flask_streaming import Streaming
 from flask_streaming.signals import segment_received, upload_completed
+from tests.apps import sha256_of
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -34,11 +35,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     @upload_completed.connect_via(app)
     def on_complete(sender: Flask, session: Any, **kw: Any) -> dict[str, Any]:
-        h = hashlib.sha256()
-        with session.open() as f:
-            while block := f.read(1 << 20):
-                h.update(block)
-        return {"worker": os.getpid(), "sha256": h.hexdigest()}
+        return {"worker": os.getpid(), "sha256": sha256_of(session)}
 
     @app.get("/whoami")
     def whoami() -> dict[str, int]:
