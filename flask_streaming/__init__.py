@@ -24,6 +24,7 @@ from .signals import (
     upload_completed,
     upload_created,
     upload_expired,
+    upload_removed,
 )
 from .sse import EventStream, ServerSentEvent, StreamClosedError, produce, sse_response
 from .uploads import Segment, UploadSession, get_upload_service
@@ -58,4 +59,5 @@ __all__ = [
     "upload_completed",
     "upload_created",
     "upload_expired",
+    "upload_removed",
 ]

@@ -34,7 +34,7 @@ def sessions_command(as_json: bool) -> None:
         return
     click.echo(f"{'id':24} {'protocol':8} {'state':9} {'segments':>8} {'bytes':>14}  expires")
     for s in sessions:
-        state = "expired" if s.state == "open" and s.expired() else s.state
+        state = "expired" if s.expired() else s.state
         click.echo(
             f"{s.id:24} {s.protocol:8} {state:9} {s.received:>8} {s.size:>14}  "
             f"{_when(s.expires_at)}"
@@ -42,11 +42,37 @@ def sessions_command(as_json: bool) -> None:
 
 
 @streaming_cli.command("cleanup")
-def cleanup_command() -> None:
-    """Remove expired upload sessions and their data (sends upload-expired)."""
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+def cleanup_command(dry_run: bool) -> None:
+    """Remove expired (unfinished, idle) upload sessions and their data
+    (sends upload-expired); completed uploads only when
+    STREAMING_COMPLETED_RETENTION is set and has passed."""
     from .uploads import get_upload_service
 
-    removed = get_upload_service().cleanup()
+    removed = get_upload_service().cleanup(dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
     for s in removed:
-        click.echo(f"removed {s.id} ({s.state}, {s.size} bytes)")
-    click.echo(f"{len(removed)} expired session(s) removed")
+        click.echo(f"{verb} {s.id} ({s.protocol}, {s.state}, {s.size} bytes)")
+    click.echo(f"{len(removed)} session(s) {verb}")
+
+
+@streaming_cli.command("remove")
+@click.argument("session_ids", nargs=-1, required=True)
+def remove_command(session_ids: tuple[str, ...]) -> None:
+    """Remove the given upload sessions and their data, completed ones
+    included (sends upload-removed, or upload-aborted for unfinished ones)."""
+    from .errors import StreamingError
+    from .uploads import get_upload_service
+
+    service = get_upload_service()
+    failed = False
+    for sid in session_ids:
+        try:
+            s = service.remove(sid)
+        except StreamingError as exc:
+            click.echo(f"{sid}: {exc.message}", err=True)
+            failed = True
+            continue
+        click.echo(f"removed {s.id} ({s.protocol}, {s.state}, {s.size} bytes)")
+    if failed:
+        raise SystemExit(1)

@@ -126,6 +126,9 @@ class Streaming:
         ``fsync`` upload bytes and records (``False``).
     ``STREAMING_TUS_EXPIRY``
         idle seconds before an unfinished tus upload expires (``86400``).
+    ``STREAMING_COMPLETED_RETENTION``
+        seconds after completion at which a completed upload is removed
+        (``None``: kept until the app removes it).
 
     :param app: an app to register with at once.
     :param view_decorators: decorators applied to every view of the

@@ -39,6 +39,10 @@ def _opt_int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def _opt_str(value: Any) -> str | None:
     return None if value in (None, "") else str(value)
 
@@ -139,6 +143,14 @@ class Settings:
     #: data is removed (tus clients resume after hours or days; apart from
     #: ``session_timeout``). Sent as ``Upload-Expires``.
     tus_expiry: float = 86400.0
+    #: Seconds after its completion at which a completed upload (native or
+    #: tus) is removed by the sweep and ``flask streaming cleanup``;
+    #: ``None`` (the default): completed uploads are never removed by the
+    #: extension, they stay until the app removes them
+    #: (:meth:`UploadService.remove <flask_streaming.uploads.UploadService.remove>`,
+    #: ``flask streaming remove``). The idle timeouts above never apply to
+    #: completed uploads.
+    completed_retention: float | None = None
 
     @classmethod
     def from_app(cls, app: Flask, options: Mapping[str, Any] | None = None) -> Settings:
@@ -192,6 +204,7 @@ _CONVERT: dict[str, Any] = {
     "upload_lock_timeout": float,
     "upload_fsync": _bool,
     "tus_expiry": float,
+    "completed_retention": _opt_float,
 }
 
 

@@ -81,5 +81,12 @@ upload_completed = _ordered("upload-completed")
 upload_aborted = _ordered("upload-aborted")
 
 #: An unfinished session passed its idle timeout and was removed (lazily on
-#: access, by a sweep, or by ``flask streaming cleanup``). Kwargs: ``session``.
+#: access, by a sweep, or by ``flask streaming cleanup``). Never sent for a
+#: completed upload: those do not expire. Kwargs: ``session``.
 upload_expired = _ordered("upload-expired")
+
+#: A completed upload was removed with its data: by the app
+#: (:meth:`UploadService.remove <flask_streaming.uploads.UploadService.remove>`,
+#: ``flask streaming remove``) or, when ``STREAMING_COMPLETED_RETENTION`` is
+#: set, by the sweep once it is that old. Kwargs: ``session``.
+upload_removed = _ordered("upload-removed")

@@ -53,6 +53,7 @@ from ..signals import (
     upload_completed,
     upload_created,
     upload_expired,
+    upload_removed,
 )
 from .bodies import parse_checksum, read_body, same_bytes
 from .locks import FileLock, LockTimeout
@@ -485,12 +486,32 @@ class UploadService:
         """Every stored session (expired ones included)."""
         return [x for sid in self.storage.session_ids() if (x := self.storage.load(sid))]
 
-    def cleanup(self, now: float | None = None) -> list[UploadSession]:
-        """Remove expired sessions (sending ``upload-expired`` for open ones);
-        sessions busy right now are left for the next sweep."""
+    def removable(self, session: UploadSession, now: float | None = None) -> bool:
+        """Whether :meth:`cleanup` removes *session*: unfinished and idle
+        past its timeout, or completed longer ago than
+        ``STREAMING_COMPLETED_RETENTION`` (when that is set)."""
+        return session.expired(now) or session.retention_over(
+            self.settings.completed_retention, now
+        )
+
+    def cleanup(self, now: float | None = None, *, dry_run: bool = False) -> list[UploadSession]:
+        """Remove unfinished sessions idle past their timeout (sending
+        ``upload-expired``) and, only when ``STREAMING_COMPLETED_RETENTION``
+        is set, completed uploads older than that (sending
+        ``upload-removed``). Completed uploads are otherwise kept until the
+        app removes them (:meth:`remove`). Sessions busy right now are left
+        for the next sweep.
+
+        :param now: the time to judge expiry by (Unix seconds; default now).
+        :param dry_run: remove nothing, return what would be removed.
+        :returns: the sessions removed (or that would be), as they were.
+        """
         removed = []
         for session in self.sessions():
-            if not session.expired(now):
+            if not self.removable(session, now):
+                continue
+            if dry_run:
+                removed.append(session)
                 continue
             try:
                 lock = self.storage.lock(session.id, 0)
@@ -500,13 +521,39 @@ class UploadService:
                 continue
             try:
                 current = self.storage.load(session.id)
-                if current is not None and current.expired(now):
-                    self._expire(current)
+                if current is not None and self.removable(current, now):
+                    if current.state == OPEN:
+                        self._expire(current)
+                    elif self.storage.delete(current.id):
+                        upload_removed.send(self.app, session=current)
                     removed.append(current)
             finally:
                 lock.release()
-        self._last_sweep = time.monotonic()
+        if not dry_run:
+            self._last_sweep = time.monotonic()
         return removed
+
+    def remove(self, session_id: str) -> UploadSession:
+        """Remove an upload and its data, whatever its state: the app's call
+        once it has taken a completed upload's bytes elsewhere (completed
+        uploads are never expired). No authorization hook is asked: this is
+        the app acting, not a client. Sends ``upload-removed`` for a
+        completed upload, ``upload-aborted`` for an unfinished one.
+
+        :raises NotFound: ``unknown_session``.
+        """
+        if not valid_session_id(session_id):
+            raise NotFound("unknown upload session", code="unknown_session")
+        lock = self._locked(session_id)
+        try:
+            session = self._reload(session_id)
+            self.storage.delete(session_id)
+        finally:
+            lock.release()
+        self.storage.remove_client_session(session.client, session_id)
+        signal = upload_removed if session.state == COMPLETED else upload_aborted
+        signal.send(self.app, session=session)
+        return session
 
     def sweep_if_due(self) -> None:
         """Run :meth:`cleanup` when this worker has not for a while."""

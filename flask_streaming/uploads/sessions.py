@@ -64,12 +64,27 @@ class UploadSession:
     )
 
     @property
-    def expires_at(self) -> float:
-        """When the session expires unless it sees activity."""
+    def expires_at(self) -> float | None:
+        """When an unfinished session expires unless it sees activity (a
+        Unix time in seconds); ``None`` once completed: a completed upload
+        never expires (tus's expiration extension concerns unfinished
+        uploads only), it stays until the app removes it."""
+        if self.state != OPEN:
+            return None
         return self.updated_at + self.timeout
 
     def expired(self, now: float | None = None) -> bool:
-        return (time.time() if now is None else now) >= self.expires_at
+        """Whether the session is unfinished and idle past its timeout.
+        Always ``False`` for a completed upload."""
+        expires_at = self.expires_at
+        return expires_at is not None and (time.time() if now is None else now) >= expires_at
+
+    def retention_over(self, retention: float | None, now: float | None = None) -> bool:
+        """Whether a completed upload was completed at least *retention*
+        seconds ago (``STREAMING_COMPLETED_RETENTION``; ``None``: never)."""
+        if retention is None or self.state != COMPLETED or self.completed_at is None:
+            return False
+        return (time.time() if now is None else now) >= self.completed_at + retention
 
     @property
     def completed(self) -> bool:

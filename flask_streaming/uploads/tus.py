@@ -123,9 +123,10 @@ def _empty(status: int, headers: dict[str, str] | None = None) -> Response:
 
 def _expires(session: UploadSession) -> dict[str, str]:
     """``Upload-Expires`` while the upload is unfinished."""
-    if session.state != OPEN:
+    expires_at = session.expires_at
+    if expires_at is None:  # completed: never expires
         return {}
-    return {"Upload-Expires": http_date(session.expires_at)}
+    return {"Upload-Expires": http_date(expires_at)}
 
 
 def _options(settings: Settings) -> Response:
