@@ -17,7 +17,7 @@ from flask import Blueprint, Response, current_app, request
 from .brokers import Broker, Subscriber, check_channel
 from .errors import BadRequest, Forbidden, TooManyRequests
 from .settings import Settings, get_settings
-from .sse import ServerSentEvent, _event_body, event_stream_response, jittered_retry
+from .sse import SSE_HEADERS, ServerSentEvent, _event_body, event_stream_response, jittered_retry
 from .transport import Outbox
 
 logger = logging.getLogger("flask_streaming")
@@ -37,11 +37,7 @@ def _refusal(settings: Settings) -> Response:
     err = ServerSentEvent(
         {"message": "Too many connections; retrying later."}, event="stream-error"
     ).encode()
-    rv = Response(
-        [b": busy\n\n" + retry + err],
-        mimetype="text/event-stream",
-        headers={"Cache-Control": "no-cache, no-store", "Retry-After": "5"},
-    )
+    rv = Response([b": busy\n" + retry + err], headers={**SSE_HEADERS, "Retry-After": "5"})
     return rv
 
 
@@ -109,15 +105,30 @@ def _warn_memory_multiprocess(broker: Broker) -> None:
         )
 
 
+#: The methods of the ``/events`` routes. ``POST`` has no side effect: it
+#: subscribes exactly as ``GET`` does.
+EVENTS_METHODS = ("GET", "POST")
+#: The events view as Flask-WTF's ``CSRFProtect.exempt`` names it
+#: (``csrf.exempt(EVENTS_VIEW)``), so that a ``POST`` subscription is not
+#: refused for a missing CSRF token.
+EVENTS_VIEW = "flask_streaming.channels.events"
+
+
 def register_event_views(
     bp: Blueprint,
     route: Callable[..., Callable[[Callable[..., Any]], Callable[..., Any]]],
     settings: Settings,
 ) -> None:
-    """``GET /events/<channel>`` and ``GET /events?channel=a&channel=b``."""
+    """``GET /events/<channel>`` and ``GET /events?channel=a&channel=b``.
 
-    @route("/events", methods=["GET"])
-    @route("/events/<path:channel>", methods=["GET"])
+    ``POST`` is answered the same way (sveltekit-sse's ``source()`` POSTs by
+    default): the body is ignored, nothing changes on the server and the
+    same authorization applies. CSRF protection that guards every ``POST``
+    (Flask-WTF's ``CSRFProtect``) must exempt :data:`EVENTS_VIEW`.
+    """
+
+    @route("/events", methods=EVENTS_METHODS)
+    @route("/events/<path:channel>", methods=EVENTS_METHODS)
     def events(channel: str | None = None) -> Response:
         names = [channel] if channel is not None else request.args.getlist("channel")
         if not names:

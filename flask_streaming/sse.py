@@ -33,9 +33,16 @@ _FORBIDDEN = re.compile(r"[\r\n\x00]")
 #: The heartbeat: a comment, which every client ignores.
 PING = b": ping\n\n"
 
+#: The ``Content-Type`` of every event stream: the bare type. The WHATWG
+#: registration of ``text/event-stream`` says a ``charset`` parameter serves
+#: no purpose (the stream is always UTF-8), and some clients (sveltekit-sse's
+#: ``source()``) accept a response only when the type is exactly this.
+EVENT_STREAM_TYPE = "text/event-stream"
+
 #: Headers of every event stream. No hop-by-hop ``Connection`` header: WSGI
 #: forbids it and the server manages the connection.
 SSE_HEADERS = {
+    "Content-Type": EVENT_STREAM_TYPE,
     "Cache-Control": "no-cache, no-store",
     "X-Accel-Buffering": "no",
 }
@@ -211,14 +218,10 @@ def event_stream_response(
     body: StreamBody, *, headers: Mapping[str, str] | None = None, status: int = 200
 ) -> Response:
     """Wrap a :class:`~flask_streaming.transport.StreamBody` of SSE bytes in a
-    :class:`~flask.Response` with the event-stream headers."""
-    rv = Response(
-        body,
-        status=status,
-        mimetype="text/event-stream",
-        headers=SSE_HEADERS,
-        direct_passthrough=True,
-    )
+    :class:`~flask.Response` with the event-stream headers
+    (:data:`SSE_HEADERS`; *headers* are applied last, so a ``Content-Type``
+    of the caller's wins)."""
+    rv = Response(body, status=status, headers=SSE_HEADERS, direct_passthrough=True)
     if headers:
         rv.headers.update(headers)
     return rv

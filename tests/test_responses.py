@@ -75,7 +75,7 @@ def test_sse_headers(app: Flask, client: Any) -> None:
 
     with client.get("/e") as r:
         assert r.status_code == 201
-        assert r.headers["Content-Type"] == "text/event-stream; charset=utf-8"
+        assert r.headers["Content-Type"] == "text/event-stream"
         assert "no-cache" in r.headers["Cache-Control"]
         assert r.headers["X-Accel-Buffering"] == "no"
         assert r.headers["X-Extra"] == "1"
