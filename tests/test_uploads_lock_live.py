@@ -1,0 +1,160 @@
+"""The session lock under a real gunicorn with 2 gevent workers (issue 14,
+failing input 2): many requests for one session at once, native and tus.
+
+Each test checks what the lock guards: every accepted segment counted once
+in the session record, the bytes contiguous (the sha256 of the whole), and
+every signal sent exactly once. Without the lock (a no-op in its place) the
+record loses segments and the signals repeat; see the notes of issue 14.
+The app (``tests/apps/tus_app.py``) logs every signal, with its worker's
+pid, to ``signals.log`` in the instance folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flask_streaming.testing import GunicornServer
+
+pytestmark = pytest.mark.live
+
+APP = "tests.apps.tus_app:create_app()"
+SEGMENTS = 24
+
+
+def call(
+    port: int, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        rv = conn.getresponse()
+        return rv.status, dict(rv.headers), rv.read()
+    finally:
+        conn.close()
+
+
+def signal_log(tmp_path: Path, upload_id: str) -> list[dict[str, Any]]:
+    lines = (tmp_path / "instance" / "signals.log").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["id"] == upload_id]
+
+
+def test_24_native_segments_at_once_on_2_workers(
+    live_server: Callable[..., GunicornServer], tmp_path: Path
+) -> None:
+    server = live_server(APP, workers=2)
+    status, _, body = call(server.port, "GET", "/streaming/uploads")
+    assert status == 200, body
+    sid = json.loads(body)["streamId"]
+    parts = [os.urandom(200_000 + 17 * i) for i in range(SEGMENTS)]
+
+    def put(i: int) -> tuple[int, Any]:
+        headers = {"X-Stream-Id": sid, "X-Stream-Segment": str(i), "X-Stream-Done": "false"}
+        status, _, body = call(server.port, "POST", "/streaming/uploads", parts[i], headers)
+        return status, json.loads(body)
+
+    with ThreadPoolExecutor(SEGMENTS) as pool:
+        results = list(pool.map(put, range(SEGMENTS)))
+    assert all(s == 200 for s, _ in results), results
+    status, _, body = call(server.port, "GET", f"/streaming/uploads/{sid}")
+    st = json.loads(body)
+    # every segment recorded in the session record, once
+    assert st["received"] == SEGMENTS and st["contiguous"] == SEGMENTS, st
+    assert st["bytes"] == sum(map(len, parts)) and st["maxSegment"] == SEGMENTS - 1
+    headers = {"X-Stream-Id": sid, "X-Stream-Segment": str(SEGMENTS), "X-Stream-Done": "true"}
+    status, _, body = call(server.port, "POST", "/streaming/uploads", b"", headers)
+    final = json.loads(body)
+    assert status == 200 and final["done"] is True, final
+    whole = b"".join(parts)
+    assert final["size"] == len(whole) and final["sha256"] == hashlib.sha256(whole).hexdigest()
+    records = signal_log(tmp_path, sid)
+    received = [r for r in records if r["signal"] == "segment-received"]
+    assert Counter(r["index"] for r in received) == Counter(range(SEGMENTS))
+    assert len({r["pid"] for r in received}) == 2, "both workers took segments"
+    kinds = Counter(r["signal"] for r in records)
+    assert kinds["upload-created"] == 1 and kinds["upload-completed"] == 1, kinds
+
+
+def test_24_tus_chunks_each_sent_twice_at_once_on_2_workers(
+    live_server: Callable[..., GunicornServer], tmp_path: Path
+) -> None:
+    # tus has one writer at a time by design (offsets): the race is a chunk
+    # sent again while the first try still runs (a client that timed out).
+    # Two senders per chunk, 48 requests at once; each sender retries on 409
+    # (not its turn yet) and 423 (another request is writing) and stops once
+    # the offset is past its chunk.
+    server = live_server(APP, workers=2)
+    size = 100_000
+    whole = os.urandom(SEGMENTS * size)
+    tus = {"Tus-Resumable": "1.0.0"}
+    status, headers, _ = call(
+        server.port, "POST", "/streaming/tus/", headers={**tus, "Upload-Length": str(len(whole))}
+    )
+    assert status == 201
+    path = (
+        "/" + headers["Location"].split("/", 3)[3]
+        if "://" in headers["Location"]
+        else headers["Location"]
+    )
+    upload_id = path.rsplit("/", 1)[1]
+
+    failed = threading.Event()
+
+    def send(i: int) -> list[int]:
+        statuses = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not failed.is_set():
+            status, _, body = call(
+                server.port,
+                "PATCH",
+                path,
+                whole[i * size : (i + 1) * size],
+                {
+                    **tus,
+                    "Upload-Offset": str(i * size),
+                    "Content-Type": "application/offset+octet-stream",
+                },
+            )
+            statuses.append(status)
+            if status == 204:
+                return statuses
+            if status not in (409, 423):
+                failed.set()
+                raise AssertionError(f"chunk {i}: {status} {body!r}")
+            if status == 409 and json.loads(body).get("offset", -1) > i * size:
+                return statuses  # the other sender's copy was accepted
+            time.sleep(0.005)
+        failed.set()
+        raise AssertionError(f"chunk {i} not accepted: {statuses[-10:]}")
+
+    with ThreadPoolExecutor(2 * SEGMENTS) as pool:
+        outcomes = list(pool.map(send, [i for i in range(SEGMENTS) for _ in range(2)]))
+    accepted = sum(o.count(204) for o in outcomes)
+    assert accepted == SEGMENTS, "each chunk accepted exactly once"
+    status, headers, _ = call(server.port, "HEAD", path, headers=tus)
+    assert headers["Upload-Offset"] == str(len(whole))
+    status, _, body = call(server.port, "GET", f"/upload-info/{upload_id}")
+    stored = json.loads(body)
+    assert (
+        stored["state"] == "completed"
+        and stored["data_sha256"] == hashlib.sha256(whole).hexdigest()
+    )
+    records = signal_log(tmp_path, upload_id)
+    received = [r for r in records if r["signal"] == "segment-received"]
+    assert sorted((r["offset"], r["end"]) for r in received) == [
+        (i * size, (i + 1) * size) for i in range(SEGMENTS)
+    ], "one segment-received per chunk, contiguous"
+    assert len({r["pid"] for r in received}) == 2, "both workers took chunks"
+    kinds = Counter(r["signal"] for r in records)
+    assert kinds["upload-created"] == 1 and kinds["upload-completed"] == 1, kinds
