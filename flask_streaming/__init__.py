@@ -14,7 +14,7 @@ from .responses import (
     ndjson_response,
     stream_response,
 )
-from .settings import Settings
+from .settings import ConfigError, Settings
 from .signals import (
     event_published,
     segment_received,
@@ -32,6 +32,7 @@ from .uploads import Segment, UploadSession, get_upload_service
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConfigError",
     "EventStream",
     "ResponseStream",
     "Segment",

@@ -51,7 +51,10 @@ class Streaming:
         streaming.init_app(app)  # or Streaming(app)
 
     Options given here are defaults for the app's config; a ``STREAMING_*``
-    key in ``app.config`` wins. The keys (see :class:`~flask_streaming.settings.Settings`):
+    key in ``app.config`` wins. Every key is checked here: a bad value (or
+    an unknown ``STREAMING_*`` key) raises
+    :class:`~flask_streaming.ConfigError` naming it. The keys (see
+    :class:`~flask_streaming.settings.Settings`):
 
     ``STREAMING_URL_PREFIX``
         where the blueprint is mounted (``"/streaming"``).
@@ -96,7 +99,8 @@ class Streaming:
     ``STREAMING_REDIS_PREFIX``
         key prefix of everything the Redis broker stores (``"flask_streaming"``).
     ``STREAMING_MAX_CONNECTIONS``
-        open channel streams per worker (``9000``); beyond it a 200 stream
+        open channel streams per worker (default: 90 % of gunicorn's
+        ``worker_connections``, 900 outside gunicorn); beyond it a 200 stream
         with only a jittered ``retry`` (an ``EventSource`` gives up on any
         other status) and ``Retry-After``.
     ``STREAMING_MAX_CONNECTIONS_PER_CLIENT``
@@ -160,6 +164,8 @@ class Streaming:
         blueprint.
 
         :raises RuntimeError: when *app* already has a Streaming extension.
+        :raises ConfigError: naming each ``STREAMING_*`` key whose value
+            cannot work, the value and what the key accepts.
         """
         if "streaming" in app.extensions:
             raise RuntimeError(

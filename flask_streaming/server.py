@@ -6,9 +6,10 @@ from __future__ import annotations
 import gc
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .settings import Settings
+if TYPE_CHECKING:
+    from .settings import Settings
 
 logger = logging.getLogger("flask_streaming")
 

@@ -37,8 +37,9 @@ def _default(name: str, value: Any) -> str:
 
 
 def config_fields() -> list[tuple[str, str, str, list[str]]]:
-    """``(config key, type, default, doc lines)`` for every settings field."""
-    from flask_streaming.settings import Settings
+    """``(config key, type, default, doc lines)`` for every settings field;
+    the doc lines end with what the key accepts (its check's words)."""
+    from flask_streaming.settings import Settings, check_of
 
     docs = ModuleAnalyzer.for_module("flask_streaming.settings").find_attr_docs()
     rows = []
@@ -52,6 +53,7 @@ def config_fields() -> list[tuple[str, str, str, list[str]]]:
         if not doc:
             doc = ["(Not documented yet: add a ``#:`` comment to the field.)"]
         previous = key
+        doc = [*doc, "", f"Accepts {check_of(field.name).accepted}."]
         rows.append(
             (
                 key,
