@@ -24,6 +24,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.viewcode",
     "streaming_config",
+    "streaming_errors",
 ]
 
 

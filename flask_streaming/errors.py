@@ -16,13 +16,17 @@ from typing import Any
 from flask import Response, has_request_context, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from .error_codes import ERRORS
+
 
 class StreamingError(Exception):
     """An error with an HTTP status, a machine-readable code and a message.
 
     :param message: text for a human.
     :param code: machine code, e.g. ``"segment_conflict"``.
-    :param status: the HTTP status code of the response.
+    :param status: the HTTP status code of the response; by default the
+        status :data:`~flask_streaming.error_codes.ERRORS` lists for *code*
+        (one code, one status), else the class's.
     :param headers: extra response headers, e.g. ``Retry-After``.
     :param details: further JSON-serialisable members of the body.
     """
@@ -45,6 +49,8 @@ class StreamingError(Exception):
             self.code = code
         if status is not None:
             self.status = status
+        elif (entry := ERRORS.get(self.code)) is not None:
+            self.status = entry.status
         self.headers = headers or {}
         self.details = details
 

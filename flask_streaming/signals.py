@@ -15,10 +15,23 @@ _signals = Namespace()
 #: ``channels`` (a tuple of channel names; empty for an app's own stream).
 stream_opened = _signals.signal("stream-opened")
 
+#: Every ``reason`` of ``stream-closed``, with its meaning: the one list the
+#: code sends (``tests/test_error_codes.py`` checks every ``finish(...)``
+#: call of the package against it) and the signals reference renders.
+STREAM_CLOSED_REASONS: dict[str, str] = {
+    "complete": "the source ended",
+    "closed": "the app closed it",
+    "disconnect": "the client went away",
+    "error": "the source raised",
+    "shutdown": "the worker is stopping",
+    "slow_consumer": "a subscriber fell too far behind (``STREAMING_MAX_QUEUE``)",
+    "send_timeout": "the client stopped reading for ``STREAMING_SEND_TIMEOUT``",
+    "broker_unavailable": "the broker (Redis) went away; the client resumes by ``Last-Event-ID``",
+}
+
 #: Sent once when a streaming response ends, whatever the cause. Kwargs:
-#: ``stream``, ``channels`` and ``reason``: ``"complete"`` (the source ended),
-#: ``"closed"`` (the app closed it), ``"disconnect"`` (the client went away),
-#: ``"error"`` (the source raised) or ``"shutdown"`` (the worker is stopping).
+#: ``stream``, ``channels`` and ``reason``, one of
+#: :data:`STREAM_CLOSED_REASONS`.
 stream_closed = _signals.signal("stream-closed")
 
 #: Sent after :meth:`Streaming.publish` handed an event to the broker, in the

@@ -77,7 +77,7 @@ def append_range(
         if not content_length:
             segment = _segment(service, session_id, int(session.extra.get("ranges", 0)), offset, 0)
             return SegmentResult(session, segment, {}, duplicate=True)
-        raise PayloadTooLarge("the upload is complete", code="upload_completed")
+        raise Conflict("the upload is already complete", code="upload_completed")
     limit = s.max_upload_size if session.length is None else session.length
     limit = (1 << 62) if limit is None else limit
     if content_length is not None and offset + content_length > limit:
@@ -247,7 +247,7 @@ def set_length(service: UploadService, session_id: str, length: int) -> UploadSe
         if session.length == length:
             return session
         if session.length is not None:
-            raise BadRequest(
+            raise Conflict(
                 f"the upload's length is already {session.length}",
                 code="length_already_set",
                 length=session.length,

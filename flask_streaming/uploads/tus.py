@@ -44,6 +44,7 @@ from flask import Blueprint, Response, request, url_for
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import http_date
 
+from ..error_codes import status_of
 from ..errors import (
     BadRequest,
     Conflict,
@@ -70,9 +71,6 @@ from .tus_headers import (
     upload_id_from_url,
 )
 from .views import get_upload_service
-
-#: Status of a checksum mismatch (the tus checksum extension's own code).
-CHECKSUM_MISMATCH = 460
 
 TusView = Callable[..., Response]
 
@@ -102,8 +100,8 @@ def _tus(view: TusView) -> Callable[..., Response]:
                 check_version(request.headers.get("Tus-Resumable"))
             rv = view(method, **kwargs)
         except StreamingError as exc:
-            if exc.code == "checksum_mismatch":
-                exc.status = CHECKSUM_MISMATCH
+            if exc.status == status_of(exc.code):  # the tus spec's own status: 460
+                exc.status = status_of(exc.code, "tus") or exc.status
             rv = exc.response()
         except HTTPException as exc:  # e.g. the client went away mid-body
             rv = http_error_response(exc)
