@@ -24,14 +24,22 @@ from flask.json.provider import DefaultJSONProvider
 
 from .producers import Producer, Source, pump
 from .settings import get_settings
-from .transport import Outbox, StreamBody, gevent_active
+from .transport import Outbox, StreamBody, gevent_active, retry_line
 from .transport import jittered_retry as _jittered_retry
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _FORBIDDEN = re.compile(r"[\r\n\x00]")
 
-#: The heartbeat: a comment, which every client ignores.
-PING = b": ping\n\n"
+#: The heartbeat: a comment line, which every client ignores. No blank line
+#: follows it: a comment needs none, and clients that dispatch at every
+#: blank line (fetch-event-source, httpx-sse once an id was seen) would hand
+#: the app an empty "phantom" event for it.
+PING = b": ping\n"
+
+#: The first bytes of every event stream (before an optional ``retry:``
+#: line): they make the server send the status line and headers at once.
+#: A comment line without a blank line, like :data:`PING`.
+PRELUDE = b": stream opened\n"
 
 #: The ``Content-Type`` of every event stream: the bare type. The WHATWG
 #: registration of ``text/event-stream`` says a ``charset`` parameter serves
@@ -179,8 +187,10 @@ def to_event(item: Any) -> ServerSentEvent:
 
 
 def jittered_retry(base: int | None = None) -> bytes:
-    """A lone ``retry:`` field between *base* (default ``STREAMING_RETRY``,
-    else 3 s) and *base* plus :data:`~flask_streaming.transport.SHUTDOWN_RETRY_SPREAD` ms."""
+    """A lone ``retry:`` line (no blank line after it: it takes effect when
+    parsed and dispatches nothing) between *base* (default
+    ``STREAMING_RETRY``, else 3 s) and *base* plus
+    :data:`~flask_streaming.transport.SHUTDOWN_RETRY_SPREAD` ms."""
     return _jittered_retry(get_settings().retry or 3000 if base is None else base)
 
 
@@ -197,9 +207,11 @@ def _event_body(
     if retry is None:
         retry = settings.retry
     base_retry = retry or 3000
-    prelude = b": stream opened\n\n"
+    prelude = PRELUDE
     if retry is not None:
-        prelude += ServerSentEvent(retry=retry).encode()
+        # A retry field takes effect when its line is parsed: no blank line,
+        # it rides on the first event (no phantom event, see PING).
+        prelude += retry_line(retry)
     return StreamBody(
         outbox,
         app=current_app._get_current_object(),  # type: ignore[attr-defined]
@@ -364,6 +376,7 @@ def produce(
 
 __all__ = [
     "PING",
+    "PRELUDE",
     "EventStream",
     "ServerSentEvent",
     "StreamClosedError",

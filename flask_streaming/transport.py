@@ -71,10 +71,21 @@ def _warn_sync_once() -> None:
 SHUTDOWN_RETRY_SPREAD = 5000
 
 
+def retry_line(ms: int) -> bytes:
+    """An SSE ``retry:`` line *without* the blank line that would end a
+    block: the field takes effect when the line is parsed, and a client that
+    dispatches at every blank line sees no empty event for it (the line
+    rides on the next event, or the stream ends after it).
+
+    :param ms: the reconnection time in milliseconds (``int`` >= 0).
+    """
+    return b"retry: %d\n" % ms
+
+
 def jittered_retry(base: int) -> bytes:
-    """A lone SSE ``retry:`` field between *base* and *base* plus
+    """A :func:`retry_line` between *base* and *base* plus
     :data:`SHUTDOWN_RETRY_SPREAD` ms."""
-    return b"retry: %d\n\n" % (base + random.randrange(SHUTDOWN_RETRY_SPREAD))
+    return retry_line(base + random.randrange(SHUTDOWN_RETRY_SPREAD))
 
 
 def shutdown_streams() -> int:

@@ -8,15 +8,28 @@ or that POST by default (the same ``source()``) must work unmodified.
 
 from __future__ import annotations
 
+import re
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from flask import Flask, Response
+from httpx_sse._decoders import SSEDecoder
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from flask_streaming import Streaming, produce, sse_response
+from flask_streaming import ServerSentEvent, Streaming, produce, sse_response, transport
 from flask_streaming.channels import EVENTS_METHODS, EVENTS_VIEW
-from flask_streaming.sse import EVENT_STREAM_TYPE
+from flask_streaming.sse import EVENT_STREAM_TYPE, PING, PRELUDE, jittered_retry
 from flask_streaming.testing import EventParser
+from flask_streaming.transport import retry_line
+
+# When a property fails, Hypothesis imports libcst to suggest a patch, and
+# libcst trips a DeprecationWarning of mypy_extensions (see test_sse_encoder).
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning"
+)
 
 
 @pytest.fixture
@@ -218,3 +231,272 @@ def test_post_subscription_behind_csrfprotect_needs_the_documented_exemption(
     # the exemption is that one view: uploads stay protected
     upload = client.post("/streaming/uploads", json={"size": 1})
     assert upload.status_code == 400 and b"CSRF" in upload.data
+
+
+# --- Phantom events: what the library writes on its own dispatches nothing ---
+#
+# Some clients dispatch an event at every blank line, data or not:
+# fetch-event-source 2.0.1 (and the copy inside sveltekit-sse) always,
+# httpx-sse 0.4.3 when a retry was parsed or once an id was seen. An app
+# that runs JSON.parse on every event then throws. The rule: no block the
+# library writes on its own (the opening comment, the heartbeat, a retry
+# hint, ``: busy``) contains a blank line. A comment needs none, and a
+# ``retry:`` field takes effect when its line is parsed, so it rides on the
+# next event or the stream ends after it.
+
+#: (event type, data, id) as a client hands it to the app
+Seen = tuple[str, str, str]
+
+
+def lines_of(raw: bytes) -> list[str]:
+    """The lines of a whole stream (CRLF, LF and CR end a line); an
+    unterminated last line is dropped, as at the end of a stream."""
+    text = raw.decode("utf-8")
+    parts = re.split(r"\r\n|\r|\n", text)
+    return parts[:-1]
+
+
+def every_blank_line_parser(raw: bytes) -> list[Seen]:
+    """fetch-event-source 2.0.1's ``getMessages``: a new message (data, event,
+    id all empty) after every blank line; a blank line hands the message
+    to the app whatever it holds; comments and unknown fields ignored."""
+    out: list[Seen] = []
+    data: list[str] = []
+    event = id_ = ""
+    for line in lines_of(raw):
+        if line == "":
+            out.append((event or "message", "\n".join(data), id_))
+            data, event, id_ = [], "", ""
+            continue
+        name, colon, value = line.partition(":")
+        if not name:
+            continue  # a comment
+        if colon and value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            data.append(value)
+        elif name == "event":
+            event = value
+        elif name == "id":
+            id_ = value
+    return out
+
+
+def httpx_sse_parser(raw: bytes) -> list[Seen]:
+    """httpx-sse 0.4.3's own decoder, line by line."""
+    decoder = SSEDecoder()
+    out: list[Seen] = []
+    for line in lines_of(raw):
+        sse = decoder.decode(line)
+        if sse is not None:
+            out.append((sse.event, sse.data, sse.id))
+    return out
+
+
+def spec_parser(raw: bytes) -> tuple[list[Seen], int | None]:
+    parser = EventParser()
+    events = parser.feed(raw)
+    return [(e.event, e.data, e.id) for e in events], parser.retry
+
+
+def assert_no_phantom(raw: bytes, app_events: list[tuple[str, str]]) -> None:
+    """Every client sees exactly the app's (and the documented control)
+    events, in order, and nothing else (a phantom would be an extra empty
+    ``message``): the spec parser, the every-blank-line parser, httpx-sse."""
+    spec, _ = spec_parser(raw)
+    assert [(t, d) for t, d, _ in spec] == app_events
+    for parse in (every_blank_line_parser, httpx_sse_parser):
+        seen = [(t, d) for t, d, _ in parse(raw)]
+        assert seen == app_events, f"{parse.__name__} on {raw!r}"
+
+
+LIBRARY_BLOCKS: list[tuple[str, bytes]] = [
+    ("opening comment", PRELUDE),
+    ("heartbeat", PING),
+    ("retry line", retry_line(2500)),
+    ("jittered retry", jittered_retry(3000)),
+    ("busy", b": busy\n"),
+]
+
+
+@pytest.mark.parametrize(("name", "block"), LIBRARY_BLOCKS, ids=[n for n, _ in LIBRARY_BLOCKS])
+def test_library_blocks_are_lines_without_a_blank_line(name: str, block: bytes) -> None:
+    assert block.endswith(b"\n") and not block.startswith(b"\n")
+    assert b"\n\n" not in block and b"\r" not in block
+    # one whole line each: a comment or a retry field
+    assert re.fullmatch(rb"(: [a-z ]+|retry: [0-9]+)\n", block)
+
+
+def test_the_stream_opening_is_a_comment_and_a_retry_line(app: Flask) -> None:
+    @app.get("/retry")
+    def with_retry() -> Response:
+        return sse_response(iter(["x"]), retry=1500)
+
+    first = first_chunk(app.test_client().get("/retry", buffered=False))
+    assert first == b": stream opened\nretry: 1500\n"
+
+
+app_event = st.builds(
+    lambda data, event, id_: ServerSentEvent(data, event=event, id=id_),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=8),
+    st.none() | st.sampled_from(["tick", "stream-error"]),
+    st.none() | st.sampled_from(["1", "2", "é"]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from([b for _, b in LIBRARY_BLOCKS]),
+            st.integers(0, 10_000).map(retry_line),
+            app_event,
+        ),
+        max_size=12,
+    ),
+    st.sampled_from([b"", b"data: cut off"]),
+)
+def test_library_blocks_anywhere_between_events_dispatch_nothing(
+    items: list[bytes | ServerSentEvent], tail: bytes
+) -> None:
+    """Library blocks at any event boundary, in any number and order: every
+    client sees the app's events and nothing else, and the last retry line
+    takes effect for the spec parser (even when the stream ends after it)."""
+    raw = b"".join(i.encode() if isinstance(i, ServerSentEvent) else i for i in items) + tail
+    expected = [(i.event or "message", i.data) for i in items if isinstance(i, ServerSentEvent)]
+    assert_no_phantom(raw, expected)
+    retries = [int(i[7:]) for i in items if isinstance(i, bytes) and i.startswith(b"retry:")]
+    assert spec_parser(raw)[1] == (retries[-1] if retries else None)
+
+
+def read_all(response: Any, limit: int = 400) -> bytes:
+    """Every byte of a streamed test response (bounded); closes it."""
+    out = b""
+    try:
+        for i, chunk in enumerate(response.response):
+            out += chunk
+            assert i < limit, "the stream did not end"
+    finally:
+        response.close()
+    return out
+
+
+def test_sse_response_idle_after_an_id_sends_heartbeats_but_no_phantom(app: Flask) -> None:
+    @app.get("/idle")
+    def idle() -> Response:
+        def gen() -> Iterator[Any]:
+            yield {"data": "a", "id": "1"}
+            time.sleep(0.7)  # > 3 ping intervals
+            yield "b"
+
+        return sse_response(gen(), ping=0.2, retry=1500)
+
+    raw = read_all(app.test_client().get("/idle", buffered=False))
+    assert raw.count(PING) >= 2
+    assert_no_phantom(raw, [("message", "a"), ("message", "b")])
+    assert spec_parser(raw)[1] == 1500
+
+
+def test_produce_idle_after_an_id_sends_heartbeats_but_no_phantom(app: Flask) -> None:
+    @app.get("/produce-idle")
+    def produce_idle() -> Response:
+        def start(stream: Any) -> None:
+            stream.emit("a", id="1", event="tick")
+            time.sleep(0.7)
+            stream.emit("b")
+            stream.close()
+
+        return produce(start, ping=0.2, retry=1500)
+
+    raw = read_all(app.test_client().get("/produce-idle", buffered=False))
+    assert raw.count(PING) >= 2
+    assert_no_phantom(raw, [("tick", "a"), ("message", "b")])
+
+
+def test_channel_stream_idle_after_an_id_sends_heartbeats_but_no_phantom(app: Flask) -> None:
+    streaming: Streaming = app.extensions["streaming"].extension
+    r = app.test_client().get("/streaming/events/news", buffered=False)
+    raw = b""
+    try:
+        chunks = iter(r.response)
+        raw += next(chunks)  # subscribed
+        streaming.publish("news", "a")
+        while raw.count(PING) < 3:  # STREAMING_PING_INTERVAL is 0.2 s
+            raw += next(chunks)
+        streaming.publish("news", "b", event="tick")
+        while b"data: b" not in raw:
+            raw += next(chunks)
+    finally:
+        r.close()
+    assert_no_phantom(raw, [("message", "a"), ("tick", "b")])
+    assert spec_parser(raw)[1] == 3000
+
+
+def test_refusal_stream_has_no_phantom(app: Flask) -> None:
+    held = open_streams(app, 2)
+    try:
+        raw = read_all(app.test_client().get("/streaming/events/news", buffered=False))
+    finally:
+        for s in held:
+            s.close()
+    assert raw.startswith(b": busy\nretry: ")
+    busy = '{"message":"Too many connections; retrying later."}'
+    assert_no_phantom(raw, [("stream-error", busy)])
+    assert 3000 <= (spec_parser(raw)[1] or 0) < 8000
+
+
+def test_shutdown_retry_has_no_phantom(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transport, "_shutting_down", False)  # restored after the test
+    streaming: Streaming = app.extensions["streaming"].extension
+    r = app.test_client().get("/streaming/events/news", buffered=False)
+    try:
+        chunks = iter(r.response)
+        raw = next(chunks)
+        streaming.publish("news", "a")
+        while b"data: a" not in raw:
+            raw += next(chunks)
+        assert transport.shutdown_streams() == 1
+        raw += b"".join(chunks)  # ends by itself
+        # a stream that opens while the worker shuts down ends at once
+        late = read_all(app.test_client().get("/streaming/events/news", buffered=False))
+    finally:
+        r.close()
+    assert_no_phantom(raw, [("message", "a")])
+    assert 3000 <= (spec_parser(raw)[1] or 0) < 8000
+    assert raw.endswith(b"\n") and re.search(rb"\nretry: [0-9]+\n$", raw)
+    assert_no_phantom(late, [])
+    assert 3000 <= (spec_parser(late)[1] or 0) < 8000
+
+
+def test_slow_consumer_cut_off_has_no_phantom(tmp_path: Any) -> None:
+    app = Flask("slow", instance_path=str(tmp_path))
+    app.config.update(STREAMING_PING_INTERVAL=30, STREAMING_MAX_QUEUE=3)
+    streaming = Streaming(app)
+    r = app.test_client().get("/streaming/events/fast", buffered=False)
+    chunks = iter(r.response)
+    raw = next(chunks)
+    for i in range(6):  # read nothing meanwhile: cut off at the 4th
+        streaming.publish("fast", i)
+    raw += read_all(r)
+    seen = spec_parser(raw)[0]
+    assert seen[-1][0] == "stream-error"
+    assert_no_phantom(raw, [(t, d) for t, d, _ in seen])
+    assert 3000 <= (spec_parser(raw)[1] or 0) < 8000
+
+
+def test_broker_unavailable_retry_has_no_phantom(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker = app.extensions["streaming"].extension.broker(app)
+
+    def unavailable(*args: Any) -> Any:
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(broker, "replay", unavailable)
+    r = app.test_client().get(
+        "/streaming/events/news", headers={"Last-Event-ID": "3"}, buffered=False
+    )
+    raw = read_all(r)
+    assert re.fullmatch(rb": stream opened\nretry: 3000\nretry: [0-9]+\n", raw), raw
+    assert_no_phantom(raw, [])
+    assert 3000 <= (spec_parser(raw)[1] or 0) < 8000
