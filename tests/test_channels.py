@@ -85,17 +85,18 @@ def test_publish_reaches_subscribers_with_ids_from_one_sequence(app: Flask) -> N
             streaming.publish("room-2", "two", event="chat"),
             streaming.publish("room-1", "three"),
         ]
-        assert ids == ["1", "2", "3"]
+        gen = streaming.broker(app).generation
+        assert ids == [f"{gen}-1", f"{gen}-2", f"{gen}-3"]
         got_a = a.read(2)
-        assert [(e.id, e.data) for e in got_a] == [("1", '{"text":"hi"}'), ("3", "three")]
+        assert [(e.id, e.data) for e in got_a] == [(ids[0], '{"text":"hi"}'), (ids[2], "three")]
         got_both = both.read(3)
         assert [(e.id, e.event, e.data) for e in got_both] == [
-            ("1", "message", '{"text":"hi"}'),
-            ("2", "chat", "two"),
-            ("3", "message", "three"),
+            (ids[0], "message", '{"text":"hi"}'),
+            (ids[1], "chat", "two"),
+            (ids[2], "message", "three"),
         ]
         # every event says which channel it came from
-        assert b"id: 2\nchannel: room-2\nevent: chat\n" in both.raw
+        assert b"id: %s\nchannel: room-2\nevent: chat\n" % ids[1].encode() in both.raw
         assert a.parser.retry == 3000  # a channel stream resets retry to the normal value
     finally:
         a.close()
@@ -106,10 +107,11 @@ def test_publish_reaches_subscribers_with_ids_from_one_sequence(app: Flask) -> N
 
 def test_last_event_id_replays_and_header_wins_over_query(app: Flask) -> None:
     streaming = streaming_of(app)
-    for i in range(4):
-        streaming.publish("news", f"n{i}")  # ids 1..4
+    ids = [streaming.publish("news", f"n{i}") for i in range(4)]
     client = app.test_client()
-    s = Stream(client, "/streaming/events/news?last_event_id=1", headers={"Last-Event-ID": "2"})
+    s = Stream(
+        client, f"/streaming/events/news?last_event_id={ids[0]}", headers={"Last-Event-ID": ids[1]}
+    )
     try:
         assert [e.data for e in s.read(2)] == ["n2", "n3"]
         streaming.publish("news", "live")
@@ -117,7 +119,7 @@ def test_last_event_id_replays_and_header_wins_over_query(app: Flask) -> None:
         assert not any(e.event == "stream-reset" for e in s.events)
     finally:
         s.close()
-    q = Stream(client, "/streaming/events/news?last_event_id=3")
+    q = Stream(client, f"/streaming/events/news?last_event_id={ids[2]}")
     try:
         assert [e.data for e in q.read(2)] == ["n3", "live"]
     finally:
@@ -126,13 +128,13 @@ def test_last_event_id_replays_and_header_wins_over_query(app: Flask) -> None:
 
 def test_resume_older_than_history_gets_the_gap_signal_first(app: Flask) -> None:
     streaming = streaming_of(app)
-    for i in range(12):  # history keeps 5
-        streaming.publish("feed", i)
-    s = Stream(app.test_client(), "/streaming/events/feed", headers={"Last-Event-ID": "2"})
+    ids = [streaming.publish("feed", i) for i in range(12)]  # history keeps 5
+    s = Stream(app.test_client(), "/streaming/events/feed", headers={"Last-Event-ID": ids[1]})
     try:
         events = s.read(6)
         assert events[0].event == "stream-reset"
-        assert events[0].json() == {"last_event_id": "2", "reason": "history"}
+        assert events[0].json() == {"last_event_id": ids[1], "reason": "history"}
+        assert events[0].id == ids[6]  # the newest event no longer held
         assert [e.data for e in events[1:6]] == ["7", "8", "9", "10", "11"]
     finally:
         s.close()
@@ -249,7 +251,7 @@ def test_signals_carry_channels(app: Flask) -> None:
         s.close()
     assert seen == [
         ("opened", ("a", "b")),
-        ("published", ("b", "1", "x")),
+        ("published", ("b", f"{streaming_of(app).broker(app).generation}-1", "x")),
         ("closed", (("a", "b"), "disconnect")),
     ]
 
@@ -262,7 +264,7 @@ def test_publish_outside_a_request_and_from_a_thread(app: Flask) -> None:
         t = threading.Thread(target=lambda: out.append(streaming.publish("bg", "from thread")))
         t.start()
         t.join(5)
-        assert out == ["1"]
+        assert out == [f"{streaming.broker(app).generation}-1"]
         assert s.read(1)[0].data == "from thread"
     finally:
         s.close()
@@ -275,15 +277,16 @@ def test_publish_needs_an_app_when_several_are_registered(tmp_path: Any) -> None
     streaming.init_app(b)
     with pytest.raises(RuntimeError, match="app="):
         streaming.publish("x", 1)
-    assert streaming.publish("x", 1, app=b) == "1"
+    assert streaming.publish("x", 1, app=b) == f"{streaming.broker(b).generation}-1"
     with a.app_context():
-        assert streaming.publish("x", 1) == "1"
+        assert streaming.publish("x", 1) == f"{streaming.broker(a).generation}-1"
 
 
 def test_memory_broker_explicit_ids_must_grow() -> None:
     broker = MemoryBroker()
-    assert broker.publish("c", 1, id=10) == "10"
-    assert broker.publish("c", 2) == "11"
+    gen = broker.generation
+    assert broker.publish("c", 1, id=10) == f"{gen}-10"
+    assert broker.publish("c", 2) == f"{gen}-11"
     with pytest.raises(ValueError):
         broker.publish("c", 3, id=5)
     with pytest.raises(ValueError):
@@ -309,10 +312,11 @@ def test_memory_broker_drops_old_channels_and_signals_the_gap() -> None:
     for i in range(5):
         broker.publish(f"session-{i}", i)  # ids 1..5
     assert list(broker.history) == ["session-2", "session-3", "session-4"]
-    events, gap = broker.replay(["session-0"], 0)
-    assert (events, gap) == ([], True)
-    events, gap = broker.replay(["session-4"], 4)
-    assert [s for s, _ in events] == [5] and not gap
+    gen = broker.generation
+    r = broker.replay(["session-0"], f"{gen}-0")
+    assert (r.events, r.reason, r.position) == ([], "history", 2)
+    r = broker.replay(["session-4"], f"{gen}-4")
+    assert [s for s, _ in r.events] == [5] and r.reason is None
     # a kept channel published again moves to the back
     broker.publish("session-2", "again")
     broker.publish("session-9", "new")
@@ -320,11 +324,14 @@ def test_memory_broker_drops_old_channels_and_signals_the_gap() -> None:
 
 
 def test_memory_broker_drops_channels_idle_past_the_ttl() -> None:
-    broker = MemoryBroker(history_ttl=0.05)
+    now = [0.0]
+    broker = MemoryBroker(history_ttl=10, clock=lambda: now[0])
     broker.publish("old", 1)
-    import time
-
-    time.sleep(0.1)
+    now[0] = 10.5
     broker.publish("fresh", 2)
     assert list(broker.history) == ["fresh"]
-    assert broker.replay(["old"], 0) == ([], True)
+    r = broker.replay(["old"], f"{broker.generation}-0")
+    assert (r.events, r.reason, r.position) == ([], "history", 1)
+    now[0] = 21
+    r = broker.replay(["fresh"], f"{broker.generation}-1")
+    assert (r.events, r.reason, r.position) == ([], "history", 2)

@@ -263,13 +263,15 @@ def test_parse_checksum_round_trips(algorithm: str, raw: bytes, sep: str, hexed:
 @settings(max_examples=300, deadline=None)
 @given(_header_text)
 def test_parse_last_event_id_never_raises(value: str) -> None:
-    rv = parse_last_event_id(value)
+    rv = parse_last_event_id(value, "0a1b2c3d")
     assert rv is None or rv == -1 or (isinstance(rv, int) and 0 <= rv < 10**19)
 
 
-@given(st.integers(0, 10**19 - 1), st.sampled_from(["", ":x", ":0-1"]))
-def test_parse_last_event_id_round_trips(n: int, tail: str) -> None:
-    assert parse_last_event_id(f"{n}{tail}") == n
+@given(st.integers(0, 10**19 - 1), st.sampled_from(["0a1b2c3d", "ffffffff", "x"]))
+def test_parse_last_event_id_round_trips(n: int, generation: str) -> None:
+    assert parse_last_event_id(f"{generation}-{n}", generation) == n
+    assert parse_last_event_id(f"{generation}-{n}", "other") == -1
+    assert parse_last_event_id(str(n), generation) == -1  # ids before generations
 
 
 @settings(max_examples=300, deadline=None)

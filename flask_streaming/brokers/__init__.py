@@ -29,7 +29,9 @@ def create_broker(settings: Settings) -> Broker:
     if url.startswith(("redis:", "rediss:", "unix:")):
         from .redis import RedisBroker
 
-        return RedisBroker(url, prefix=settings.redis_prefix, **sizes)
+        return RedisBroker(
+            url, prefix=settings.redis_prefix, history_ttl=settings.history_ttl, **sizes
+        )
     raise ValueError(f"STREAMING_BROKER_URL: no broker for {url!r} (memory:// or redis://)")
 
 

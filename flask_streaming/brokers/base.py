@@ -1,15 +1,25 @@
-"""What every broker shares: framing, in-process fan-out, subscribers.
+"""What every broker shares: ids, framing, in-process fan-out, subscribers.
 
-A broker assigns each published event an id from one monotonic sequence (not
-per channel, so the single ``Last-Event-ID`` a browser sends can resume a
-stream of several channels), encodes the event once, keeps a bounded history
-per channel, and hands the same bytes to every local subscriber's outbox.
+A broker assigns each published event an id ``<generation>-<seq>``: *seq*
+comes from one monotonic counter (not per channel, so the single
+``Last-Event-ID`` a browser sends can resume a stream of several channels)
+and *generation* names the counter's lifetime. A new generation starts
+whenever the counter may have gone back or lost events (a new memory broker,
+a Redis that lost data or may have), so an id from before is recognised as
+foreign instead of being mistaken for a position in the new sequence. The
+broker encodes each event once, keeps a bounded history per channel, and
+hands the same bytes to every local subscriber's outbox.
+
+The resume contract these classes hold is stated in
+``docs/guides/channels.rst`` ("The resume contract").
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
+import secrets
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -23,11 +33,20 @@ logger = logging.getLogger("flask_streaming")
 #: Channel names: letters, digits and ``_ . : @ / + = -``, 1 to 128 of them.
 CHANNEL_NAME = re.compile(r"[A-Za-z0-9_.:@/+=\-]{1,128}")
 
+#: An event id: ``<generation>-<seq>``, generation 1 to 16 of ``0-9 a-z``,
+#: seq 1 to 19 digits.
+EVENT_ID = re.compile(r"([0-9a-z]{1,16})-([0-9]{1,19})")
 
 #: Sent (after a jittered ``retry``) to a subscriber cut off for lagging.
 SLOW_CONSUMER = ServerSentEvent(
     {"message": "Too far behind; reconnect to resume."}, event="stream-error"
 ).encode()
+
+#: ``stream-reset`` reasons: events after the client's id are gone (history
+#: bound or TTL), or its id is not one of the current generation (an earlier
+#: process or Redis dataset, or never issued).
+RESET_HISTORY = "history"
+RESET_UNKNOWN_ID = "unknown_id"
 
 
 def check_channel(name: str) -> str:
@@ -39,6 +58,16 @@ def check_channel(name: str) -> str:
             channel=str(name)[:200],
         )
     return name
+
+
+def new_generation() -> str:
+    """A fresh generation: 8 random lowercase hex digits."""
+    return secrets.token_hex(4)
+
+
+def format_id(generation: str, seq: int) -> str:
+    """The event id ``<generation>-<seq>`` browsers see and send back."""
+    return f"{generation}-{seq}"
 
 
 def encode_body(
@@ -54,26 +83,69 @@ def encode_body(
     return ServerSentEvent(data, event=event, retry=retry).encode(dumps)
 
 
-def frame(seq: int, channel: str, body: bytes) -> bytes:
+def frame(generation: str, seq: int, channel: str, body: bytes) -> bytes:
     """Prefix an encoded event with its id and its channel. ``channel:`` is
     a field ``EventSource`` ignores; fetch-based clients read it."""
-    return b"id: %d\nchannel: %s\n" % (seq, channel.encode("ascii")) + body
+    return b"id: %s-%d\nchannel: %s\n" % (
+        generation.encode("ascii"),
+        seq,
+        channel.encode("ascii"),
+    ) + body
 
 
-def reset_event(last_event_id: str, reason: str) -> bytes:
-    """The gap signal: events after *last_event_id* are no longer known."""
-    return ServerSentEvent(
-        {"last_event_id": last_event_id, "reason": reason}, event="stream-reset"
+def reset_event(last_event_id: str, reason: str, position: str) -> bytes:
+    """The gap signal: some events after *last_event_id* are no longer known.
+
+    Its ``id:`` is *position*: a client that reconnects straight after it
+    resumes from there without a second reset."""
+    return b"id: %s\n" % position.encode("ascii") + ServerSentEvent(
+        {"last_event_id": last_event_id[:200], "reason": reason}, event="stream-reset"
     ).encode()
 
 
-def parse_last_event_id(value: str | None) -> int | None:
-    """The sequence number in a ``Last-Event-ID`` (``None``: absent or not ours)."""
+def mark_position(event_id: str) -> bytes:
+    """An id-only block: sets the browser's last event id, dispatches nothing
+    (WHATWG "dispatch the event": the id is taken before the empty data
+    buffer ends the dispatch)."""
+    return b"id: %s\n\n" % event_id.encode("ascii")
+
+
+def parse_last_event_id(value: str | None, generation: str) -> int | None:
+    """The seq of a ``Last-Event-ID`` of *generation*: ``None`` when absent,
+    ``-1`` when not an id of that generation (foreign, or not ours at all)."""
     if not value:
         return None
-    head = value.strip().split(":", 1)[0]
-    # isascii: str.isdigit() is also true for "²" and other digits int() refuses
-    return int(head) if head.isascii() and head.isdigit() and len(head) < 20 else -1
+    m = EVENT_ID.fullmatch(value.strip())
+    if m is None or m.group(1) != generation:
+        return -1
+    return int(m.group(2))
+
+
+@dataclasses.dataclass
+class Replay:
+    """What a resume gets: the held events after the client's position, and
+    whether a ``stream-reset`` must come first.
+
+    :ivar generation: the generation the events (and *position*) belong to.
+    :ivar events: ``(seq, framed bytes)`` in seq order.
+    :ivar after: the seq the replay starts after (0 for a foreign id).
+    :ivar reason: ``None``, or the reset reason (:data:`RESET_HISTORY`,
+        :data:`RESET_UNKNOWN_ID`).
+    :ivar position: the reset's position: no event of the channels above it
+        is missing (the newest missing seq, or *after*).
+    """
+
+    generation: str
+    events: list[tuple[int, bytes]]
+    after: int
+    reason: str | None = None
+    position: int = 0
+
+    def lost(self, seq: int) -> None:
+        """Record that the event *seq* (above *after*) is not held."""
+        if self.reason is None:
+            self.reason = RESET_HISTORY
+        self.position = max(self.position, seq)
 
 
 class Subscriber:
@@ -87,9 +159,11 @@ class Subscriber:
 
     __slots__ = (
         "attached",
+        "backlog",
         "broker",
         "channels",
         "client",
+        "generation",
         "last_event_id",
         "last_seq",
         "outbox",
@@ -112,7 +186,12 @@ class Subscriber:
         self.channels = channels
         self.outbox = outbox
         self.last_event_id = last_event_id
+        #: the generation of the ids this connection carries
+        self.generation = ""
+        #: the seq of the newest event sent: lower or equal ones are dropped
         self.last_seq = 0
+        #: bytes of the replay still in the outbox: not live lag
+        self.backlog = 0
         #: events that arrive while a replay is being fetched
         self.pending: list[tuple[int, bytes]] | None = None
         #: the stream's normal ``retry`` (ms): a jittered one above it is sent
@@ -127,6 +206,8 @@ class Subscriber:
             self.broker.detach(self)
 
     def deliver(self, seq: int, raw: bytes) -> None:
+        """Queue one live event (dropped when not above the last one sent:
+        the catch-up and live paths may both bring it)."""
         if seq <= self.last_seq:
             return
         if self.pending is not None:
@@ -134,13 +215,24 @@ class Subscriber:
             return
         self.last_seq = seq
         outbox = self.outbox
-        if outbox.size >= self.broker.max_queue_bytes or (
-            outbox.chunk_count() >= self.broker.max_queue
-        ):
-            outbox.put(jittered_retry(self.retry) + SLOW_CONSUMER)
-            outbox.finish("slow_consumer")
+        size = outbox.size
+        chunks = outbox.chunk_count()
+        if self.backlog:
+            if size < self.backlog:
+                self.backlog = 0  # the writer took the replay
+            else:
+                size -= self.backlog
+                chunks -= 1
+        if size >= self.broker.max_queue_bytes or chunks >= self.broker.max_queue:
+            self.end("slow_consumer", SLOW_CONSUMER)
             return
         outbox.put(raw)
+
+    def end(self, reason: str, last: bytes = b"") -> None:
+        """End the stream: a jittered ``retry`` (the client comes back and
+        resumes with its last event id), then *last*."""
+        self.outbox.put(jittered_retry(self.retry) + last)
+        self.outbox.finish(reason)
 
 
 class Broker:
@@ -168,6 +260,8 @@ class Broker:
         self.connections = 0
         #: open subscriptions per client address
         self.clients: dict[str, int] = {}
+        #: the generation of the ids this broker issues now
+        self.generation = new_generation()
         self._handoff = _ThreadHandoff() if gevent_active() else None
         self._lock = threading.RLock() if self._handoff is None else None
 
@@ -183,11 +277,19 @@ class Broker:
         retry: int | None = None,
         dumps: Callable[[Any], str] | None = None,
     ) -> str:
-        """Publish one event; return the id assigned. Safe from any greenlet
-        and from real threads (handed over to the worker's hub)."""
+        """Publish one event; return the id assigned, ``<generation>-<seq>``.
+        Safe from any greenlet and from real threads (handed over to the
+        worker's hub).
+
+        :param id: an explicit seq for this event in the current generation
+            (an int or a string of digits above the last seq; the id
+            returned is ``<generation>-<id>``). Ids are the broker's, so most
+            apps never pass one.
+        :raises ValueError: *id* is not digits or not above the last seq.
+        """
         check_channel(channel)
         body = encode_body(data, event=event, retry=retry, dumps=dumps)
-        min_seq = _explicit_id(id)
+        min_seq = explicit_seq(id)
         if self._handoff is not None and self._handoff.foreign():
             return self._handoff.call(lambda: self._publish(channel, body, min_seq))
         if self._lock is not None:
@@ -207,9 +309,11 @@ class Broker:
 
     # -- subscribing -----------------------------------------------------
 
-    def replay(self, channels: Iterable[str], after: int) -> tuple[list[tuple[int, bytes]], bool]:
-        """Events of *channels* with ids above *after*, in id order, and
-        whether some were lost (trimmed from history, or ids went back)."""
+    def replay(self, channels: Iterable[str], last_event_id: str) -> Replay:
+        """What a client resuming after *last_event_id* on *channels* gets:
+        the held events after it, and whether a reset must come first (see
+        :class:`Replay`). A foreign or unknown id resumes from before the
+        first event of the current generation, with a reset."""
         raise NotImplementedError
 
     def attach(self, sub: Subscriber) -> None:
@@ -217,31 +321,45 @@ class Broker:
         self.connections += 1
         sub.attached = True
         self.clients[sub.client] = self.clients.get(sub.client, 0) + 1
-        after = parse_last_event_id(sub.last_event_id)
-        sub.pending = [] if after is not None else None
+        resume = bool(sub.last_event_id)
+        sub.pending = [] if resume else None
         for ch in sub.channels:
             self.subscribers.setdefault(ch, set()).add(sub)
         try:
             for ch in sub.channels:
                 self.on_first_subscriber(ch)
-            if after is None:
+            if not resume:
+                sub.generation = self.generation
                 sub.last_seq = self.current_seq()
                 return
-            events, gap = self.replay(sub.channels, after)
+            replay = self.replay(sub.channels, sub.last_event_id or "")
         except Exception as exc:
             # Never a silent gap: end the stream with a retry hint; the
             # client comes back (with its Last-Event-ID) and replays then.
             logger.warning("flask_streaming: broker unavailable (%s); the client will retry", exc)
             sub.pending = None
-            sub.outbox.put(jittered_retry(sub.retry))
-            sub.outbox.finish("broker_unavailable")
+            sub.end("broker_unavailable")
             return
-        if gap or after < 0:
-            sub.outbox.put(reset_event(sub.last_event_id or "", "history"))
+        sub.generation = replay.generation
+        out: list[bytes] = []
+        if replay.reason is not None:
+            position = format_id(replay.generation, replay.position)
+            out.append(reset_event(sub.last_event_id or "", replay.reason, position))
         pending, sub.pending = sub.pending or [], None
-        sub.last_seq = max(after, 0)
-        for seq, raw in [*events, *pending]:
-            sub.deliver(seq, raw)
+        last = replay.after
+        # The replay, then what went live meanwhile, in seq order, once each.
+        for seq, raw in sorted([*replay.events, *pending], key=_seq):
+            if seq > last:
+                out.append(raw)
+                last = seq
+        sub.last_seq = last
+        if out:
+            # One chunk, not counted as lag: however long, a replay never
+            # trips the slow-consumer cut-off; the writer sends it as the
+            # socket drains.
+            chunk = b"".join(out)
+            sub.backlog = len(chunk)
+            sub.outbox.put(chunk, flush=True)
 
     def detach(self, sub: Subscriber) -> None:
         """Unregister *sub*; nothing of it stays behind."""
@@ -260,6 +378,18 @@ class Broker:
                     del self.subscribers[ch]
                     self.on_last_subscriber(ch)
 
+    def end_streams(self, channels: Iterable[str] | None, reason: str) -> int:
+        """End this process's open streams of *channels* (all when ``None``)
+        with a jittered ``retry``; each stream's position is marked first, so
+        the client resumes from where it was. Returns how many ended."""
+        if channels is None:
+            subs = {s for group in self.subscribers.values() for s in group}
+        else:
+            subs = {s for ch in channels for s in self.subscribers.get(ch, ())}
+        for sub in subs:
+            sub.end(reason, mark_position(format_id(sub.generation, sub.last_seq)))
+        return len(subs)
+
     def on_first_subscriber(self, channel: str) -> None:
         """Hook: *channel* has a local subscriber now."""
 
@@ -267,18 +397,25 @@ class Broker:
         """Hook: *channel* has no local subscriber any more."""
 
     def current_seq(self) -> int:
-        """The id of the newest event this process knows of."""
+        """The seq of the newest event this process knows of."""
         raise NotImplementedError
 
     def close(self) -> None:
         """Release connections and greenlets."""
 
 
-def _explicit_id(id: int | str | None) -> int | None:
+def _seq(item: tuple[int, bytes]) -> int:
+    return item[0]
+
+
+def explicit_seq(id: int | str | None) -> int | None:
+    """The seq an explicit ``id=`` asks for (``None``: the next one).
+
+    :raises ValueError: not a positive integer or a string of digits."""
     if id is None:
         return None
     text = str(id)
-    if not (text.isascii() and text.isdigit()):
+    if not (text.isascii() and text.isdigit() and len(text) < 19):
         raise ValueError(f"an explicit event id must be a positive integer, not {id!r}")
     return int(text)
 

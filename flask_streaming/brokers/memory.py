@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-from .base import Broker, frame
+from .base import (
+    RESET_UNKNOWN_ID,
+    Broker,
+    Replay,
+    format_id,
+    frame,
+    parse_last_event_id,
+)
 
 
 class MemoryBroker(Broker):
@@ -20,25 +27,33 @@ class MemoryBroker(Broker):
     channel, ``history_channels`` channels (the least recently published go
     first), and ``history_ttl`` seconds since a channel's last publish. A
     resume that reaches into dropped history gets the ``stream-reset`` gap
-    signal.
+    signal. Its generation is new with every broker object (every process),
+    so ids from before a restart are recognised as foreign.
     """
 
     name = "memory"
 
     def __init__(
-        self, *, history_channels: int = 10_000, history_ttl: float = 3600.0, **kwargs: int
+        self,
+        *,
+        history_channels: int = 10_000,
+        history_ttl: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+        **kwargs: int,
     ) -> None:
         super().__init__(**kwargs)
         self.seq = 0
         self.history_channels = history_channels
         self.history_ttl = history_ttl
+        #: seconds, monotonic; injectable for tests
+        self.clock = clock
         #: per channel, its events; the least recently published first
         self.history: OrderedDict[str, deque[tuple[int, bytes]]] = OrderedDict()
         #: per channel, when it was last published to
         self.published_at: dict[str, float] = {}
-        #: per channel, the id of the newest event trimmed from its history
+        #: per channel, the seq of the newest event trimmed from its history
         self.trimmed: dict[str, int] = {}
-        #: the newest id of any channel whose whole history was dropped
+        #: the newest seq of any channel whose whole history was dropped
         self.dropped_upto = 0
 
     def _publish(self, channel: str, body: bytes, min_seq: int | None) -> str:
@@ -49,7 +64,7 @@ class MemoryBroker(Broker):
         else:
             self.seq += 1
         seq = self.seq
-        raw = frame(seq, channel, body)
+        raw = frame(self.generation, seq, channel, body)
         log = self.history.get(channel)
         if log is None:
             log = self.history[channel] = deque()
@@ -58,15 +73,15 @@ class MemoryBroker(Broker):
         if len(log) >= self.history_size:
             self.trimmed[channel] = log.popleft()[0]
         log.append((seq, raw))
-        now = time.monotonic()
+        now = self.clock()
         self.published_at[channel] = now
         self._drop_old_channels(now)
         self.fanout(channel, seq, raw)
-        return str(seq)
+        return format_id(self.generation, seq)
 
     def _drop_old_channels(self, now: float) -> None:
         history = self.history
-        while len(history) > 1:
+        while history:
             channel = next(iter(history))
             if (
                 len(history) <= self.history_channels
@@ -78,20 +93,34 @@ class MemoryBroker(Broker):
             self.trimmed.pop(channel, None)
             self.dropped_upto = max(self.dropped_upto, log[-1][0])
 
-    def replay(self, channels: Iterable[str], after: int) -> tuple[list[tuple[int, bytes]], bool]:
-        gap = after > self.seq
-        events: list[tuple[int, bytes]] = []
+    def replay(self, channels: Iterable[str], last_event_id: str) -> Replay:
+        after = parse_last_event_id(last_event_id, self.generation)
+        self._drop_old_channels(self.clock())
+        rv = Replay(self.generation, [], 0)
+        if after is None or after < 0 or after > self.seq:
+            rv.reason = RESET_UNKNOWN_ID
+        else:
+            rv.after = rv.position = after
+        after = rv.after
         for ch in channels:
-            if self.trimmed.get(ch, 0) > after:
-                gap = True
-            elif after < self.dropped_upto and ch not in self.history:
-                gap = True  # its history may have been dropped whole
-            for seq, raw in reversed(self.history.get(ch, ())):
+            log = self.history.get(ch)
+            if log is None:
+                if after < self.dropped_upto:
+                    rv.lost(self.dropped_upto)  # its history may have been dropped whole
+                continue
+            trimmed = self.trimmed.get(ch, 0)
+            if trimmed > after:
+                rv.lost(trimmed)
+            for seq, raw in reversed(log):
                 if seq <= after:
                     break
-                events.append((seq, raw))
-        events.sort()
-        return events, gap
+                rv.events.append((seq, raw))
+        rv.events.sort(key=_seq)
+        return rv
 
     def current_seq(self) -> int:
         return self.seq
+
+
+def _seq(item: tuple[int, bytes]) -> int:
+    return item[0]

@@ -1,14 +1,31 @@
 """The Redis broker: channels across gunicorn workers and machines.
 
-* Publishing runs one Lua script: take the next id from one counter, append
-  the encoded event to the channel's Redis Stream (``XADD ... MAXLEN ~``, the
-  replay history) and ``PUBLISH`` it. Any process can publish, Flask app or
-  not (:class:`RedisPublisher`).
-* Each worker process holds exactly one pub/sub connection, whatever the
-  number of its subscribers, and fans out in process.
-* When Redis goes away the listener reconnects with backoff and catches up
-  from the Streams, starting after the last id it saw; when the ids went
-  backwards (Redis lost its data), subscribers get a ``stream-reset``.
+Keys (``<prefix>`` is ``STREAMING_REDIS_PREFIX``):
+
+* ``<prefix>:id``: a hash: ``gen`` (the generation), ``seq`` (the counter),
+  ``run`` (the ``run_id`` of the redis-server that last checked it) and two
+  time checkpoints of the counter (``ck1t ck1s ck2t ck2s``, ms and seq).
+* ``<prefix>:stream:<channel>``: the channel's history, a Redis Stream with
+  entry ids ``<seq>-0``; trimmed to ``history_size`` entries once it holds
+  :func:`stream_bound` of them; expires ``history_ttl`` after the last
+  publish.
+* ``<prefix>:chan:<channel>``: the channel's record, a hash: ``last`` (its
+  newest seq) and ``trimmed`` (the newest seq no longer in its stream);
+  outlives the stream (expires after twice ``history_ttl``), so that an
+  expired stream is told apart from a channel that never had events.
+
+Publishing runs one Lua script: the next seq, ``XADD``, trimming, the
+record, ``PUBLISH``. Any process can publish, Flask app or not
+(:class:`RedisPublisher`). Each worker process holds exactly one pub/sub
+connection, whatever the number of its subscribers, and fans out in process.
+
+Generations: every new connection to Redis first runs a check (a
+``redis_connect_func``). When the server's ``run_id`` differs from the one
+recorded, Redis restarted; unless it runs ``appendonly yes`` with
+``appendfsync always`` the restart may have lost the last writes (the
+counter may have gone back), so a new generation starts. The listener ends
+its subscribers' streams when the generation changes under them; they
+reconnect and get a ``stream-reset``.
 """
 
 from __future__ import annotations
@@ -22,7 +39,18 @@ from typing import Any
 
 import redis
 
-from .base import Broker, check_channel, encode_body, frame, reset_event
+from .base import (
+    RESET_UNKNOWN_ID,
+    Broker,
+    Replay,
+    check_channel,
+    encode_body,
+    explicit_seq,
+    format_id,
+    frame,
+    new_generation,
+    parse_last_event_id,
+)
 
 logger = logging.getLogger("flask_streaming")
 
@@ -30,22 +58,68 @@ logger = logging.getLogger("flask_streaming")
 #: one pub/sub connection).
 POOL_SIZE = 32
 
+
+def stream_bound(history_size: int) -> int:
+    """The most entries a channel's stream holds: it is trimmed back to
+    *history_size* (exactly) once it reaches this many (amortises the trim)."""
+    return history_size + max(8, history_size // 8)
+
+
 _PUBLISH = """
+local h = redis.call('HMGET', KEYS[1], 'gen', 'seq', 'ck2t', 'ck2s')
+local gen = h[1]
+if not gen then
+  gen = ARGV[5]
+  redis.call('HSET', KEYS[1], 'gen', gen)
+end
+local cur = tonumber(h[2] or '0')
 local seq
 if ARGV[3] ~= '' then
-  local want = tonumber(ARGV[3])
-  local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
-  if want <= cur then
-    return redis.error_reply('event id ' .. want .. ' is not above the last id ' .. cur)
+  seq = tonumber(ARGV[3])
+  if seq <= cur then
+    return redis.error_reply('event id ' .. seq .. ' is not above the last id ' .. cur)
   end
-  redis.call('SET', KEYS[1], want)
-  seq = want
 else
-  seq = redis.call('INCR', KEYS[1])
+  seq = cur + 1
 end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'b', ARGV[1])
-redis.call('PUBLISH', KEYS[3], seq .. ' ' .. ARGV[4] .. ' ' .. ARGV[1])
-return seq
+redis.call('HSET', KEYS[1], 'seq', seq)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local rec_ttl = tonumber(ARGV[7])
+if not h[3] or now - tonumber(h[3]) >= rec_ttl / 4 then
+  redis.call('HSET', KEYS[1], 'ck1t', h[3] or now, 'ck1s', h[4] or cur, 'ck2t', now, 'ck2s', cur)
+end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  local last = redis.call('HGET', KEYS[3], 'last')
+  if last then
+    redis.call('HSET', KEYS[3], 'trimmed', last)
+  end
+end
+redis.call('XADD', KEYS[2], seq .. '-0', 'b', ARGV[1])
+local size = tonumber(ARGV[2])
+local n = redis.call('XLEN', KEYS[2])
+if n >= tonumber(ARGV[8]) then
+  local old = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', n - size)
+  redis.call('XTRIM', KEYS[2], 'MAXLEN', size)
+  redis.call('HSET', KEYS[3], 'trimmed', string.match(old[#old][1], '^%d+'))
+end
+redis.call('HSET', KEYS[3], 'last', seq)
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+redis.call('PEXPIRE', KEYS[3], rec_ttl)
+redis.call('PUBLISH', KEYS[4], gen .. ' ' .. seq .. ' ' .. ARGV[4] .. ' ' .. ARGV[1])
+return {gen, seq}
+"""
+
+_BOOT = """
+local h = redis.call('HMGET', KEYS[1], 'run', 'gen')
+if h[1] == ARGV[1] then
+  return h[2]
+end
+if not h[2] or (h[1] and ARGV[2] ~= '1') then
+  redis.call('HSET', KEYS[1], 'gen', ARGV[3])
+end
+redis.call('HSET', KEYS[1], 'run', ARGV[1])
+return redis.call('HGET', KEYS[1], 'gen')
 """
 
 
@@ -59,7 +133,13 @@ class RedisPublisher:
 
     :param url: the Redis URL (same as ``STREAMING_BROKER_URL``).
     :param prefix: key prefix (same as ``STREAMING_REDIS_PREFIX``).
-    :param history_size: events kept per channel's stream (approximately).
+    :param history_size: events kept per channel's stream (same as
+        ``STREAMING_HISTORY_SIZE``; the stream holds at most
+        :func:`stream_bound` entries).
+    :param history_ttl: seconds a channel's stream is kept after its last
+        publish (same as ``STREAMING_HISTORY_TTL``).
+    :param client: a client of your own; the restart check is installed on
+        its pool's connections (``redis_connect_func``).
     """
 
     def __init__(
@@ -68,24 +148,60 @@ class RedisPublisher:
         *,
         prefix: str = "flask_streaming",
         history_size: int = 1000,
+        history_ttl: float = 3600.0,
         client: redis.Redis | None = None,
     ) -> None:
         self.url = url
         self.prefix = prefix
         self.history_size = history_size
+        self.history_ttl = history_ttl
+        self.id_key = f"{prefix}:id"
+        self.pubsub_channel = f"{prefix}:events"
+        #: the generation seen last (by a publish, a replay or the boot check)
+        self.generation = ""
         # A bounded pool: however many subscribers replay at once, a worker
         # holds at most this many connections (they wait for a free one).
-        self.redis = client or redis.Redis(
-            connection_pool=redis.BlockingConnectionPool.from_url(
-                url, max_connections=POOL_SIZE, timeout=30
+        if client is None:
+            client = redis.Redis(
+                connection_pool=redis.BlockingConnectionPool.from_url(
+                    url, max_connections=POOL_SIZE, timeout=30
+                )
             )
-        )
+        client.connection_pool.connection_kwargs["redis_connect_func"] = self._on_connect
+        self.redis = client
         self._script = self.redis.register_script(_PUBLISH)
-        self.seq_key = f"{prefix}:seq"
-        self.pubsub_channel = f"{prefix}:events"
 
     def stream_key(self, channel: str) -> str:
         return f"{self.prefix}:stream:{channel}"
+
+    def record_key(self, channel: str) -> str:
+        return f"{self.prefix}:chan:{channel}"
+
+    @property
+    def ttl_ms(self) -> int:
+        return max(1, int(self.history_ttl * 1000))
+
+    def _on_connect(self, conn: Any) -> None:
+        """Every new connection: has Redis restarted, and may it have lost
+        writes? Then a new generation starts (see the module docstring)."""
+        conn.on_connect()
+        conn.send_command("INFO", "server")
+        info = conn.read_response()
+        if isinstance(info, bytes):
+            info = info.decode("utf-8", "replace")
+        run_id = ""
+        for line in str(info).splitlines():
+            if line.startswith("run_id:"):
+                run_id = line[7:].strip()
+        durable = False
+        with contextlib.suppress(redis.ResponseError):  # CONFIG may be disabled
+            conn.send_command("CONFIG", "GET", "appendonly", "appendfsync")
+            pairs = conn.read_response()
+            conf = pairs if isinstance(pairs, dict) else dict(zip(pairs[::2], pairs[1::2]))
+            durable = conf.get(b"appendonly") == b"yes" and conf.get(b"appendfsync") == b"always"
+        conn.send_command("EVAL", _BOOT, 1, self.id_key, run_id, int(durable), new_generation())
+        gen = conn.read_response()
+        self.generation = gen.decode("ascii") if isinstance(gen, bytes) else str(gen)
 
     def publish(
         self,
@@ -97,28 +213,105 @@ class RedisPublisher:
         retry: int | None = None,
         dumps: Callable[[Any], str] | None = None,
     ) -> str:
-        """Publish one event; return its id."""
+        """Publish one event; return its id ``<generation>-<seq>``. *id*:
+        as :meth:`Broker.publish <flask_streaming.brokers.Broker.publish>`."""
         check_channel(channel)
         body = encode_body(data, event=event, retry=retry, dumps=dumps)
-        return self.publish_encoded(channel, body, None if id is None else int(str(id)))
+        return self.publish_encoded(channel, body, explicit_seq(id))
 
     def publish_encoded(self, channel: str, body: bytes, min_seq: int | None) -> str:
-        seq = self._script(
-            keys=[self.seq_key, self.stream_key(channel), self.pubsub_channel],
-            args=[body, self.history_size, "" if min_seq is None else min_seq, channel],
-        )
-        return str(int(seq))
+        """Publish an encoded event body (without ``id:``); return its id."""
+        gen, seq = self._script(
+            keys=[self.id_key, self.stream_key(channel), self.record_key(channel),
+                  self.pubsub_channel],
+            args=[body, self.history_size, "" if min_seq is None else min_seq, channel,
+                  new_generation(), self.ttl_ms, 2 * self.ttl_ms,
+                  stream_bound(self.history_size)],
+        )  # fmt: skip
+        self.generation = gen.decode("ascii")
+        return format_id(self.generation, int(seq))
+
+    def position(self) -> tuple[str, int]:
+        """The current generation and seq (``("", 0)`` before any)."""
+        gen, seq = self.redis.hmget(self.id_key, ["gen", "seq"])
+        return (gen or b"").decode("ascii"), int(seq or 0)
+
+    def replay(self, channels: Iterable[str], last_event_id: str) -> Replay:
+        """See :meth:`Broker.replay <flask_streaming.brokers.Broker.replay>`:
+        per channel the newest ``history_size`` entries after the position
+        (``XREVRANGE``); an older one still in the stream, the record's
+        ``trimmed``, an expired stream or an expired record mean a gap."""
+        names = list(channels)
+        head = self.redis.pipeline(transaction=False)
+        head.hmget(self.id_key, ["gen", "seq", "ck1t", "ck1s", "ck2t", "ck2s"])
+        head.time()
+        (gen_b, seq_b, *cks), (secs, usecs) = head.execute()
+        gen = (gen_b or b"").decode("ascii")
+        counter = int(seq_b or 0)
+        if gen:
+            self.generation = gen
+        after = parse_last_event_id(last_event_id, gen)
+        rv = Replay(gen, [], 0)
+        if after is None or after < 0 or after > counter:
+            rv.reason = RESET_UNKNOWN_ID
+        else:
+            rv.after = rv.position = after
+        after = rv.after
+        # Channels whose record expired were last published before the
+        # record TTL: at most the counter at a checkpoint inside it.
+        now = secs * 1000 + usecs // 1000
+        floor = counter
+        for t, s in ((cks[0], cks[1]), (cks[2], cks[3])):
+            if t is not None and int(t) >= now - 2 * self.ttl_ms:
+                floor = min(floor, int(s))
+        size = self.history_size
+        pipe = self.redis.pipeline(transaction=False)
+        for ch in names:
+            pipe.xrevrange(self.stream_key(ch), min=f"{after + 1}-0", count=size + 1)
+            pipe.hmget(self.record_key(ch), ["last", "trimmed"])
+        results = pipe.execute()
+        for i, ch in enumerate(names):
+            entries, (last, trimmed) = results[2 * i], results[2 * i + 1]
+            if len(entries) > size:
+                rv.lost(int(entries[size][0].split(b"-", 1)[0]))
+                del entries[size:]
+            if trimmed is not None and int(trimmed) > after:
+                rv.lost(int(trimmed))
+            if last is None:
+                if not entries and after < floor:
+                    rv.lost(floor)  # its record may have expired
+            elif not entries and int(last) > after:
+                rv.lost(int(last))  # the stream expired
+            for entry_id, fields in entries:
+                seq = int(entry_id.split(b"-", 1)[0])
+                rv.events.append((seq, frame(gen, seq, ch, fields[b"b"])))
+        rv.events.sort(key=lambda item: item[0])
+        return rv
 
 
 class RedisBroker(Broker):
-    """Channels through Redis (``STREAMING_BROKER_URL = "redis://..."``)."""
+    """Channels through Redis (``STREAMING_BROKER_URL = "redis://..."``).
+
+    :param history_ttl: seconds a channel's history is kept after its last
+        publish (``STREAMING_HISTORY_TTL``).
+    """
 
     name = "redis"
 
-    def __init__(self, url: str, *, prefix: str = "flask_streaming", **kwargs: int) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "flask_streaming",
+        history_ttl: float = 3600.0,
+        **kwargs: int,
+    ) -> None:
         super().__init__(**kwargs)
-        self.publisher = RedisPublisher(url, prefix=prefix, history_size=self.history_size)
+        self.publisher = RedisPublisher(
+            url, prefix=prefix, history_size=self.history_size, history_ttl=history_ttl
+        )
         self.redis = self.publisher.redis
+        self.generation = ""
         self.last_seen = 0
         self._listener: Any = None
         self._starting: Any = None
@@ -147,7 +340,7 @@ class RedisBroker(Broker):
         else:
             self._starting = threading.Event()
         try:
-            self.last_seen = int(self.redis.get(self.publisher.seq_key) or 0)
+            self.generation, self.last_seen = self.publisher.position()
             if self._handoff is not None:
                 import gevent
 
@@ -197,65 +390,57 @@ class RedisBroker(Broker):
                     pubsub.close()
 
     def _on_message(self, data: bytes) -> None:
-        head, _, rest = data.partition(b" ")
-        channel, _, body = rest.partition(b" ")
-        seq = int(head)
+        gen_b, _, rest = data.partition(b" ")
+        head, _, rest = rest.partition(b" ")
+        channel_b, _, body = rest.partition(b" ")
+        gen, seq = gen_b.decode("ascii"), int(head)
+        if gen != self.generation:
+            self._ids_went_back(gen, seq)
+            return
+        # Lower or equal seqs: the catch-up brought them already; each
+        # subscriber drops what it has.
         self.last_seen = max(self.last_seen, seq)
-        self.fanout(channel.decode("ascii"), seq, frame(seq, channel.decode("ascii"), body))
+        channel = channel_b.decode("ascii")
+        self.fanout(channel, seq, frame(gen, seq, channel, body))
+
+    def _ids_went_back(self, gen: str, seq: int) -> None:
+        """Redis lost data (or may have): end every stream here, so that its
+        client comes back and gets a ``stream-reset``; never lower ids on an
+        open stream."""
+        logger.warning(
+            "flask_streaming: Redis event ids went back (%s-%d after %s-%d); "
+            "ending the open streams",
+            gen,
+            seq,
+            self.generation,
+            self.last_seen,
+        )
+        self.generation, self.last_seen = gen, seq
+        self.end_streams(None, "broker_reset")
 
     def _catch_up(self) -> None:
-        """After a reconnect: deliver what was published meanwhile, or tell
-        every subscriber that the history is gone."""
-        counter = int(self.redis.get(self.publisher.seq_key) or 0)
-        if counter < self.last_seen:
-            logger.warning(
-                "flask_streaming: Redis event ids went back (%d < %d): its data was lost",
-                counter,
-                self.last_seen,
-            )
-            reset = reset_event(str(self.last_seen), "broker_restarted")
-            for subs in list(self.subscribers.values()):
-                for sub in tuple(subs):
-                    sub.last_seq = 0
-                    sub.outbox.put(reset)
+        """After a (re)connect: deliver what was published meanwhile; end
+        the streams when ids went back or events were lost meanwhile."""
+        gen, counter = self.publisher.position()
+        if gen != self.generation or counter < self.last_seen:
+            self._ids_went_back(gen, counter)
+            return
+        if not self.subscribers:
             self.last_seen = counter
             return
-        events, _ = self.replay(list(self.subscribers), self.last_seen)
-        for seq, raw in events:
+        replay = self.publisher.replay(list(self.subscribers), format_id(gen, self.last_seen))
+        if replay.generation != self.generation or replay.reason is not None:
+            self._ids_went_back(replay.generation, counter)
+            return
+        for seq, raw in replay.events:
             channel = raw.split(b"\n", 2)[1][len(b"channel: ") :].decode("ascii")
             self.last_seen = max(self.last_seen, seq)
             self.fanout(channel, seq, raw)
 
     # -- history ---------------------------------------------------------
 
-    def replay(self, channels: Iterable[str], after: int) -> tuple[list[tuple[int, bytes]], bool]:
-        counter = int(self.redis.get(self.publisher.seq_key) or 0)
-        gap = after > counter
-        events: list[tuple[int, bytes]] = []
-        pipe = self.redis.pipeline(transaction=False)
-        names = list(channels)
-        for ch in names:
-            key = self.publisher.stream_key(ch)
-            pipe.xrange(key, min=f"{after + 1}-0", count=self.history_size)
-        results = pipe.execute()
-        for ch, entries in zip(names, results, strict=True):
-            for entry_id, fields in entries:
-                seq = int(entry_id.split(b"-", 1)[0])
-                events.append((seq, frame(seq, ch, fields[b"b"])))
-            if not gap:
-                gap = self._trimmed_after(ch, after)
-        events.sort()
-        return events, gap
-
-    def _trimmed_after(self, channel: str, after: int) -> bool:
-        try:
-            info = self.redis.xinfo_stream(self.publisher.stream_key(channel))
-        except redis.ResponseError:
-            return False  # no such stream: nothing was ever trimmed
-        deleted = info.get("max-deleted-entry-id") or b"0-0"
-        if isinstance(deleted, bytes):
-            deleted = deleted.decode("ascii")
-        return int(str(deleted).split("-", 1)[0]) > after
+    def replay(self, channels: Iterable[str], last_event_id: str) -> Replay:
+        return self.publisher.replay(channels, last_event_id)
 
     def current_seq(self) -> int:
         return self.last_seen

@@ -199,7 +199,7 @@ class ResumingSubscriber(threading.Thread):
                     if event.event == "stream-reset":
                         self.resets += 1
                     elif event.event == "message":
-                        self.events.append((int(event.id), event.data))
+                        self.events.append((int(event.id.rsplit("-", 1)[-1]), event.data))
                         self.last_id = event.id
                 try:
                     chunk = sock.recv(65536)
