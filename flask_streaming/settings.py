@@ -386,8 +386,8 @@ class Settings:
     #: Memory broker: channels whose history is kept; beyond it the least
     #: recently published channel's history is dropped.
     history_channels: int = _key(10_000, _count(1))
-    #: Memory broker: seconds a channel's history is kept after its last
-    #: publish. (Redis keeps ``history_size`` events per channel's stream.)
+    #: Seconds a channel's history is kept after its last publish (both
+    #: brokers; Redis keeps a small per-channel record twice as long).
     history_ttl: float = _key(3600.0, _seconds(0.0, positive=True))
     #: A subscriber this many events behind is sent a ``retry`` hint and
     #: disconnected (it resumes by ``Last-Event-ID``).

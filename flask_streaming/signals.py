@@ -27,6 +27,8 @@ STREAM_CLOSED_REASONS: dict[str, str] = {
     "slow_consumer": "a subscriber fell too far behind (``STREAMING_MAX_QUEUE``)",
     "send_timeout": "the client stopped reading for ``STREAMING_SEND_TIMEOUT``",
     "broker_unavailable": "the broker (Redis) went away; the client resumes by ``Last-Event-ID``",
+    "broker_reset": "the broker's ids went back (Redis lost data); the client resumes"
+    " and gets a ``stream-reset``",
 }
 
 #: Sent once when a streaming response ends, whatever the cause. Kwargs:

@@ -167,14 +167,24 @@ def test_redis_that_lost_its_data_gives_the_gap_signal(
         publisher.publish("volatile", i)
     assert len(stay.wait_for(5)) == 5
     rs.stop(kill=True)
-    rs.start()  # empty: ids start again from 1
+    rs.start()  # empty: a new generation of ids
+    # The open stream ends (never lower ids on it), its position marked ...
+    assert stay.ended.wait(15)
+    assert b"event: stream-reset" not in stay.raw
+    assert stay.parser.retry is not None and stay.parser.retry >= 3000
+    assert stay.parser.last_event_id == stay.data_events()[-1].id
+    # ... and the client comes back with it: the gap signal, then live events.
+    back = Subscriber(
+        f"{server.url}/streaming/events/volatile",
+        headers={"Last-Event-ID": stay.parser.last_event_id},
+    )
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and b"stream-reset" not in stay.raw:
+    while time.monotonic() < deadline and b"stream-reset" not in back.raw:
         time.sleep(0.05)
-    assert b"event: stream-reset" in stay.raw
+    assert b"event: stream-reset" in back.raw
     RedisPublisher(rs.url).publish("volatile", "after")
-    assert stay.wait_for(6)[-1].data == "after"
-    stay.stop()
+    assert back.wait_for(1)[-1].data == "after"
+    back.stop()
 
 
 def test_graceful_shutdown_sends_a_jittered_retry_and_closes(

@@ -241,8 +241,10 @@ def test_redis_publisher(redis_server: Any, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("STREAMING_BROKER_URL", redis_server.url)
     from docs.examples.redis_publisher import announce
 
+    from flask_streaming.brokers.base import EVENT_ID
+
     event_id = announce("from cron")
-    assert event_id.isdigit()
+    assert EVENT_ID.fullmatch(event_id)
     entries = redis.Redis.from_url(redis_server.url).xrange("flask_streaming:stream:news")
     assert any(b"from cron" in fields[b"b"] for _, fields in entries)
 

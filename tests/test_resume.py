@@ -47,11 +47,9 @@ def make_broker(
     url = redis_proc().url if request.param == "redis" else ""
 
     def make(**kwargs: Any) -> Broker:
-        broker: Broker
-        if request.param == "memory":
-            broker = MemoryBroker(**kwargs)
-        else:
-            broker = RedisBroker(url, **kwargs)
+        broker: Broker = (
+            MemoryBroker(**kwargs) if request.param == "memory" else RedisBroker(url, **kwargs)
+        )
         brokers.append(broker)
         return broker
 

@@ -24,7 +24,9 @@ def create_broker(settings: Settings) -> Broker:
         return MemoryBroker(
             history_channels=settings.history_channels,
             history_ttl=settings.history_ttl,
-            **sizes,
+            history_size=settings.history_size,
+            max_queue=settings.max_queue,
+            max_queue_bytes=settings.max_queue_bytes,
         )
     if url.startswith(("redis:", "rediss:", "unix:")):
         from .redis import RedisBroker

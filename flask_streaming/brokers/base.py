@@ -86,11 +86,15 @@ def encode_body(
 def frame(generation: str, seq: int, channel: str, body: bytes) -> bytes:
     """Prefix an encoded event with its id and its channel. ``channel:`` is
     a field ``EventSource`` ignores; fetch-based clients read it."""
-    return b"id: %s-%d\nchannel: %s\n" % (
-        generation.encode("ascii"),
-        seq,
-        channel.encode("ascii"),
-    ) + body
+    return (
+        b"id: %s-%d\nchannel: %s\n"
+        % (
+            generation.encode("ascii"),
+            seq,
+            channel.encode("ascii"),
+        )
+        + body
+    )
 
 
 def reset_event(last_event_id: str, reason: str, position: str) -> bytes:
@@ -98,9 +102,12 @@ def reset_event(last_event_id: str, reason: str, position: str) -> bytes:
 
     Its ``id:`` is *position*: a client that reconnects straight after it
     resumes from there without a second reset."""
-    return b"id: %s\n" % position.encode("ascii") + ServerSentEvent(
-        {"last_event_id": last_event_id[:200], "reason": reason}, event="stream-reset"
-    ).encode()
+    return (
+        b"id: %s\n" % position.encode("ascii")
+        + ServerSentEvent(
+            {"last_event_id": last_event_id[:200], "reason": reason}, event="stream-reset"
+        ).encode()
+    )
 
 
 def mark_position(event_id: str) -> bytes:

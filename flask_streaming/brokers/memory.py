@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from .base import (
     RESET_UNKNOWN_ID,
@@ -39,7 +40,7 @@ class MemoryBroker(Broker):
         history_channels: int = 10_000,
         history_ttl: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
-        **kwargs: int,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.seq = 0

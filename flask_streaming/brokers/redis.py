@@ -197,7 +197,11 @@ class RedisPublisher:
         with contextlib.suppress(redis.ResponseError):  # CONFIG may be disabled
             conn.send_command("CONFIG", "GET", "appendonly", "appendfsync")
             pairs = conn.read_response()
-            conf = pairs if isinstance(pairs, dict) else dict(zip(pairs[::2], pairs[1::2]))
+            conf = (
+                pairs
+                if isinstance(pairs, dict)
+                else dict(zip(pairs[::2], pairs[1::2], strict=True))
+            )
             durable = conf.get(b"appendonly") == b"yes" and conf.get(b"appendfsync") == b"always"
         conn.send_command("EVAL", _BOOT, 1, self.id_key, run_id, int(durable), new_generation())
         gen = conn.read_response()
@@ -234,7 +238,7 @@ class RedisPublisher:
     def position(self) -> tuple[str, int]:
         """The current generation and seq (``("", 0)`` before any)."""
         gen, seq = self.redis.hmget(self.id_key, ["gen", "seq"])
-        return (gen or b"").decode("ascii"), int(seq or 0)
+        return _text(gen), int(seq or 0)
 
     def replay(self, channels: Iterable[str], last_event_id: str) -> Replay:
         """See :meth:`Broker.replay <flask_streaming.brokers.Broker.replay>`:
@@ -246,7 +250,7 @@ class RedisPublisher:
         head.hmget(self.id_key, ["gen", "seq", "ck1t", "ck1s", "ck2t", "ck2s"])
         head.time()
         (gen_b, seq_b, *cks), (secs, usecs) = head.execute()
-        gen = (gen_b or b"").decode("ascii")
+        gen = _text(gen_b)
         counter = int(seq_b or 0)
         if gen:
             self.generation = gen
@@ -287,6 +291,12 @@ class RedisPublisher:
                 rv.events.append((seq, frame(gen, seq, ch, fields[b"b"])))
         rv.events.sort(key=lambda item: item[0])
         return rv
+
+
+def _text(value: bytes | str | None) -> str:
+    if isinstance(value, bytes):
+        return value.decode("ascii")
+    return value or ""
 
 
 class RedisBroker(Broker):
