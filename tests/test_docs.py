@@ -240,7 +240,6 @@ def test_redis_publisher(redis_server: Any, monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setenv("STREAMING_BROKER_URL", redis_server.url)
     from docs.examples.redis_publisher import announce
-
     from flask_streaming.brokers.base import EVENT_ID
 
     event_id = announce("from cron")
