@@ -119,6 +119,13 @@ _TABLE = (
         "a segment (or checksummed tus body) over ``STREAMING_MAX_SEGMENT_SIZE``",
     ),
     ErrorCode("too_many_sessions", 429, _UT, "``STREAMING_MAX_SESSIONS_PER_CLIENT`` open uploads"),
+    ErrorCode(
+        "too_many_uploads",
+        429,
+        _UT,
+        "``STREAMING_MAX_UPLOADS_PER_CLIENT`` uploads held, finished ones included",
+    ),
+    ErrorCode("too_deep", 400, _U, "a JSON body nested deeper than 16 levels"),
     ErrorCode("session_busy", 503, _UT, "the upload's lock stayed busy (``Retry-After``)"),
     ErrorCode("busy", 503, _UT, "too many uploads being opened at once (``Retry-After``)"),
     # -- tus --
@@ -133,6 +140,8 @@ _TABLE = (
     ErrorCode("bad_concat", 400, _T, "a malformed ``Upload-Concat``"),
     ErrorCode("unknown_partial", 400, _T, "a partial upload of a final one does not exist"),
     ErrorCode("not_partial", 400, _T, "an upload named in ``Upload-Concat: final`` is not partial"),
+    ErrorCode("partial_listed_twice", 400, _T, "``Upload-Concat: final`` names a partial twice"),
+    ErrorCode("partial_used", 409, _T, "the partial upload already serves another final upload"),
     ErrorCode("bad_method_override", 400, _T, "``X-HTTP-Method-Override`` names no tus method"),
     ErrorCode("final_upload", 403, _T, "a final (concatenated) upload takes no data"),
     ErrorCode(
@@ -149,7 +158,11 @@ _TABLE = (
         "``Tus-Resumable`` missing or not 1.0.0 (``Tus-Version``)",
     ),
     ErrorCode(
-        "unsupported_media_type", 415, _T, "a body that is not ``application/offset+octet-stream``"
+        "unsupported_media_type",
+        415,
+        _UT,
+        "a body that is not ``application/offset+octet-stream`` (tus) or ``application/json``"
+        " (native creation)",
     ),
     ErrorCode("upload_locked", 423, _T, "another request is writing this upload"),
 )

@@ -111,6 +111,12 @@ class RequestTimeout(StreamingError):
         return rv
 
 
+class UnsupportedMediaType(StreamingError):
+    """415: the request body is not of the media type the route takes."""
+
+    status, code = 415, "unsupported_media_type"
+
+
 class Gone(StreamingError):
     """410: the resource existed and has expired."""
 

@@ -104,8 +104,9 @@ class Streaming:
         with only a jittered ``retry`` (an ``EventSource`` gives up on any
         other status) and ``Retry-After``.
     ``STREAMING_MAX_CONNECTIONS_PER_CLIENT``
-        open channel streams per client address per worker (``0``: no
-        limit); beyond it 429 with ``Retry-After``.
+        open channel streams per client address per worker (``128``, more
+        than a browser holds; ``0``: no limit); beyond it 429 with
+        ``Retry-After``. Behind a proxy, use ``ProxyFix``.
     ``STREAMING_SEND_TIMEOUT``
         seconds a streaming response waits for a client that stopped
         reading before cutting it off (``30``; ``0``: no limit).
@@ -121,6 +122,9 @@ class Streaming:
         idle seconds before an unfinished upload expires (``600``).
     ``STREAMING_MAX_SESSIONS_PER_CLIENT``
         open upload sessions per client address (``20``; ``0``: no limit).
+    ``STREAMING_MAX_UPLOADS_PER_CLIENT``
+        uploads per client address held in the store, finished ones
+        included (``1000``; ``0``: no limit).
     ``STREAMING_BODY_TIMEOUT``
         seconds a request body may stall before 408 and a closed
         connection (``30``; ``0``: no limit).
@@ -188,10 +192,14 @@ class Streaming:
         """Decorator: ``fn(action, session) -> bool`` decides, inside the
         request, whether the current client may act on an upload. *action*
         is ``"create"`` (*session* ``None``), ``"append"``, ``"complete"``,
-        ``"status"`` or ``"abort"`` (*session* the
+        ``"status"``, ``"read"`` (the upload's bytes, e.g. a partial upload
+        listed in a tus final upload) or ``"abort"`` (*session* the
         :class:`~flask_streaming.uploads.UploadSession`; its ``client`` and
-        ``metadata`` help decide). Denied: 403 JSON. Without a hook every
-        upload action is allowed (subject to the limits)."""
+        ``metadata`` help decide); see ``UPLOAD_ACTIONS`` in
+        :mod:`flask_streaming.uploads.service` and the security guide. The
+        hook is asked before anything else about the upload is checked.
+        Denied: 403 JSON. Without a hook every upload action is allowed
+        (subject to the limits)."""
         self._upload_authorizer = fn
         return fn
 

@@ -404,9 +404,12 @@ class Settings:
     )
     #: Open channel streams per client address in one worker process;
     #: beyond it a subscription answers 429 with ``Retry-After`` (``0``: no
-    #: limit; clients behind one NAT or proxy share an address, so mind
-    #: ``ProxyFix``).
-    max_connections_per_client: int = _key(0, _count(0, extra=" (0: no limit)"))
+    #: limit). The default is above what one browser can hold (6 connections
+    #: per host over HTTP/1.1, all tabs together; over HTTP/2 the server's
+    #: concurrent-stream limit, 100 in Chromium, 128 in nginx) and stops one
+    #: address from taking a worker's connections. Behind a proxy every client
+    #: has the proxy's address: use ``ProxyFix`` (see docs/security.rst).
+    max_connections_per_client: int = _key(128, _count(0, extra=" (0: no limit)"))
     #: Channels a client may subscribe to on one connection.
     max_channels: int = _key(16, _count(1))
     #: Seconds a streaming response waits for a client that stopped reading
@@ -433,6 +436,12 @@ class Settings:
     #: Open upload sessions per client address (``0``: no limit); beyond it
     #: creating one answers 429.
     max_sessions_per_client: int = _key(20, _count(0, extra=" (0: no limit)"))
+    #: Uploads per client address held in the store, open or finished (a
+    #: finished one until the app removes it or ``completed_retention``
+    #: passes; ``0``: no limit); beyond it creating one answers 429
+    #: ``too_many_uploads``. Bounds what one address keeps on disk: at most
+    #: this many times ``max_upload_size``.
+    max_uploads_per_client: int = _key(1000, _count(0, extra=" (0: no limit)"))
     #: Seconds a request body may stall (no byte arriving) before the
     #: request fails with 408 ``body_timeout`` and the connection is closed
     #: (``0``: wait forever). Applies to every route of the blueprint under

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask, request
 
-from flask_streaming import ServerSentEvent, Streaming, download_response
+from flask_streaming import ServerSentEvent, Streaming, download_response, get_upload_service
+from flask_streaming.errors import BadRequest
+from flask_streaming.uploads.service import ORPHAN_GRACE
+from flask_streaming.uploads.storage import FileStorage
+from flask_streaming.uploads.views import create_upload_service
 
 
 @pytest.fixture
@@ -162,3 +169,56 @@ def test_cors_is_closed_by_default(client: Any) -> None:
                        headers={**evil, "Access-Control-Request-Method": "POST"}),
     ):  # fmt: skip
         assert not any(k.lower().startswith("access-control-") for k, _ in rv.headers)
+
+
+# -- the upload store: atomic creation, orphans, nesting (issue 18) ------------
+
+
+class _RecordFails(FileStorage):
+    """A real store whose disk is full for one kind of record: session
+    records of uploads whose metadata says ``fail``."""
+
+    def _write_json(self, path: str, value: Any) -> None:
+        if path.endswith("session.json") and value.get("metadata", {}).get("fail"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        super()._write_json(path, value)
+
+
+def test_session_creation_is_atomic_and_cleanup_removes_orphans(tmp_path: Path) -> None:
+    app = Flask("atomic", instance_path=str(tmp_path))
+    app.config["TESTING"] = True
+    Streaming(app)
+    folder = tmp_path / "store"
+    service = create_upload_service(app, _RecordFails(str(folder)))
+    client = app.test_client()
+    for _ in range(3):
+        rv = client.post("/streaming/uploads", json={"metadata": {"fail": True}})
+        assert rv.status_code == 507 and rv.get_json()["error"] == "insufficient_storage"
+    assert sorted(p.name for p in folder.iterdir()) == [".clients", ".trash"]
+    live = client.post("/streaming/uploads", json={}).get_json()["streamId"]
+    # Debris of older versions and of workers killed mid-way.
+    old = time.time() - ORPHAN_GRACE - 10
+    orphans = [folder / ("A" * 22), folder / f".new-{'B' * 22}", folder / ".trash" / "C.1"]
+    for path in orphans:
+        (path / "segments").mkdir(parents=True)
+        (path / "data").write_bytes(b"x" * 100)
+        os.utime(path, (old, old))
+    fresh = folder / ("D" * 22)  # maybe being made right now: kept
+    fresh.mkdir()
+    service.cleanup()
+    assert [p.exists() for p in orphans] == [False, False, False]
+    assert fresh.exists() and (folder / live / "session.json").exists()
+    assert service.get(live).id == live
+
+
+def test_metadata_nesting_is_bounded_for_python_callers_too(app: Flask) -> None:
+    deep: Any = "x"
+    for _ in range(5000):
+        deep = [deep]
+    with app.test_request_context():
+        service = get_upload_service()
+        for value in (deep, {"a": [[[[[[[[[[[[[[[[[["x"]]]]]]]]]]]]]]]]]]}):
+            with pytest.raises(BadRequest) as info:
+                service.create(metadata={"v": value})
+            assert info.value.code == "too_deep"
+        assert service.create(metadata={"v": [[["ok"]]]}).metadata == {"v": [[["ok"]]]}

@@ -49,7 +49,7 @@ class FileLock:
         if self._fd is not None:
             raise RuntimeError("lock already held by this object")
         timeout = self.timeout if timeout is None else timeout
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         deadline = time.monotonic() + timeout
         delay = 0.0005
         while True:

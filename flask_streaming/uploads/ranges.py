@@ -65,8 +65,7 @@ def append_range(
     """
     s = service.settings
     algorithm, expected = parse_checksum(checksum) if checksum else (None, None)
-    session = service.get(session_id)
-    service.authorize("append", session)
+    session = service.authorized(session_id, "append")
     if offset != session.size:
         raise Conflict(
             "offset does not match the upload's size",
@@ -239,8 +238,7 @@ def set_length(service: UploadService, session_id: str, length: int) -> UploadSe
     limit = service.settings.max_upload_size
     if limit is not None and length > limit:
         raise PayloadTooLarge("the upload is larger than allowed", limit=limit)
-    session = service.get(session_id)
-    service.authorize("append", session)
+    service.authorized(session_id, "append")
     lock = service._locked(session_id)
     try:
         session = service._reload(session_id)

@@ -56,6 +56,7 @@ from ..signals import (
     upload_removed,
 )
 from .bodies import parse_checksum, read_body, same_bytes
+from .json_body import MAX_JSON_DEPTH, check_value_depth
 from .locks import FileLock, LockTimeout
 from .results import CompletionResult, HookFailed, SegmentResult, merge_results
 from .segments import Segment
@@ -63,8 +64,24 @@ from .sessions import COMPLETED, OPEN, UploadSession, new_session_id, valid_sess
 from .storage import Staging, Storage
 
 #: ``fn(action, session) -> bool``; actions: ``create`` (session ``None``),
-#: ``append``, ``complete``, ``status``, ``abort``.
+#: ``append``, ``complete``, ``status``, ``read``, ``abort`` (see
+#: :data:`UPLOAD_ACTIONS`).
 Authorizer = Callable[[str, "UploadSession | None"], bool]
+
+#: The upload authorization actions, each with what it guards (the table
+#: of docs/security.rst is tested against this).
+UPLOAD_ACTIONS: dict[str, str] = {
+    "create": "open a session or tus upload (session is None)",
+    "append": "send a segment, or tus PATCH bytes (and set a deferred length)",
+    "complete": "complete a native session",
+    "status": "see an upload's progress: native GET, tus HEAD",
+    "read": "read an upload's bytes: list it as a part of a tus final upload, tus GET",
+    "abort": "remove an upload and its bytes: native and tus DELETE",
+}
+
+#: Age (s) after which :meth:`UploadService.cleanup` removes folders that
+#: no session record accounts for.
+ORPHAN_GRACE = 300.0
 
 #: How often (s) a worker sweeps expired sessions while creating new ones.
 SWEEP_INTERVAL = 60.0
@@ -138,10 +155,18 @@ class UploadService:
             raise Gone("the upload session has expired", code="session_expired")
         return session
 
-    def _native(self, session_id: str) -> UploadSession:
-        """:meth:`get` for segment operations: a tus upload (offset ranges)
-        takes no numbered segments, so it is unknown here (404)."""
+    def authorized(self, session_id: str, action: str) -> UploadSession:
+        """:meth:`get`, then ask the hook for *action*: before any other
+        check, so that a client without the right learns nothing of the
+        upload (its protocol, kind, offset or state) but that it exists."""
         session = self.get(session_id)
+        self.authorize(action, session)
+        return session
+
+    def _native(self, session_id: str, action: str) -> UploadSession:
+        """:meth:`authorized` for segment operations: a tus upload (offset
+        ranges) takes no numbered segments, so it is unknown here (404)."""
+        session = self.authorized(session_id, action)
         if session.protocol != "native":
             raise NotFound("unknown upload session", code="unknown_session")
         return session
@@ -170,11 +195,16 @@ class UploadService:
         metadata: Mapping[str, Any] | None = None,
         timeout: float | None = None,
         extra: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
     ) -> UploadSession:
-        """Open a session. Sends ``upload-created``.
+        """Open a session (*session_id*: an id from
+        :func:`~.sessions.new_session_id` chosen beforehand, default a new
+        one). Sends ``upload-created``.
 
         :raises PayloadTooLarge: *length* above the upload limit.
-        :raises TooManyRequests: the client has too many open sessions.
+        :raises TooManyRequests: the client has too many open sessions
+            (``too_many_sessions``) or holds too many uploads in the store,
+            finished ones included (``too_many_uploads``).
         """
         s = self.settings
         for name, text in (("filename", filename), ("content_type", content_type)):
@@ -186,12 +216,13 @@ class UploadService:
             if s.max_upload_size is not None and length > s.max_upload_size:
                 raise PayloadTooLarge("the upload is larger than allowed", limit=s.max_upload_size)
         meta = dict(metadata or {})
+        check_value_depth("metadata", meta, MAX_JSON_DEPTH - 1)
         if len(json.dumps(meta)) > 16384:
             raise BadRequest("metadata is larger than 16 KiB", code="bad_metadata")
         self.authorize("create", None)
         self.sweep_if_due()
         session = UploadSession(
-            id=new_session_id(),
+            id=session_id or new_session_id(),
             protocol=protocol,
             timeout=s.session_timeout if timeout is None else timeout,
             client=client,
@@ -201,7 +232,6 @@ class UploadService:
             metadata=meta,
             extra=dict(extra or {}),
         )
-        limit = s.max_sessions_per_client
         client_lock = self.storage.client_lock(client)
         if not client_lock.acquire():
             raise ServiceUnavailable(
@@ -210,20 +240,7 @@ class UploadService:
                 headers={"Retry-After": "1"},
             )
         with client_lock:
-            if limit:
-                open_ids = [
-                    sid
-                    for sid in self.storage.client_sessions(client)
-                    if (other := self.storage.load(sid)) is not None
-                    and other.state == OPEN
-                    and not other.expired()
-                ]
-                if len(open_ids) >= limit:
-                    raise TooManyRequests(
-                        f"at most {limit} open upload sessions per client",
-                        code="too_many_sessions",
-                        limit=limit,
-                    )
+            self._check_client_quota(client)
             self.storage.create(session)
             self.storage.add_client_session(client, session.id)
         session = self._reload(session.id)
@@ -235,16 +252,42 @@ class UploadService:
             raise
         return session
 
+    def _check_client_quota(self, client: str) -> None:
+        """Under the client's lock: refuse a new upload when *client* has
+        ``max_sessions_per_client`` open sessions, or holds
+        ``max_uploads_per_client`` uploads in the store, finished ones
+        included (a finished upload keeps its bytes on disk until the app
+        removes it, or ``STREAMING_COMPLETED_RETENTION`` passes)."""
+        s = self.settings
+        if not (s.max_sessions_per_client or s.max_uploads_per_client):
+            return
+        live = [
+            other
+            for sid in self.storage.client_sessions(client)
+            if (other := self.storage.load(sid)) is not None and not self.removable(other)
+        ]
+        limit = s.max_uploads_per_client
+        if limit and len(live) >= limit:
+            raise TooManyRequests(
+                f"at most {limit} stored uploads per client",
+                code="too_many_uploads",
+                limit=limit,
+            )
+        limit = s.max_sessions_per_client
+        if limit and sum(other.state == OPEN for other in live) >= limit:
+            raise TooManyRequests(
+                f"at most {limit} open upload sessions per client",
+                code="too_many_sessions",
+                limit=limit,
+            )
+
     def status(self, session_id: str) -> UploadSession:
         """The session, for a client that resumes (``status`` authorization)."""
-        session = self.get(session_id)
-        self.authorize("status", session)
-        return session
+        return self.authorized(session_id, "status")
 
     def abort(self, session_id: str) -> UploadSession:
         """Remove a session and its data. Sends ``upload-aborted``."""
-        session = self.get(session_id)
-        self.authorize("abort", session)
+        session = self.authorized(session_id, "abort")
         lock = self._locked(session_id)
         try:
             session = self._reload(session_id)
@@ -297,8 +340,7 @@ class UploadService:
                 limit=s.max_segment_size,
             )
         algorithm, expected = parse_checksum(checksum) if checksum else (None, None)
-        session = self._native(session_id)
-        self.authorize("append", session)
+        session = self._native(session_id, "append")
         if (
             session.state == OPEN
             and s.max_upload_size is not None
@@ -404,8 +446,7 @@ class UploadService:
         """
         if count < 0 or count > self.settings.max_segments:
             raise BadRequest("bad segment count", code="bad_segment")
-        session = self._native(session_id)
-        self.authorize("complete", session)
+        session = self._native(session_id, "complete")
         lock = self._locked(session_id)
         try:
             session = self._reload(session_id)
@@ -461,7 +502,6 @@ class UploadService:
             self.storage.drop_segment_bodies(session_id)
         finally:
             lock.release()
-        self.storage.remove_client_session(session.client, session_id)
         return CompletionResult(session, results)
 
     # -- offset ranges (tus) ---------------------------------------------
@@ -504,6 +544,10 @@ class UploadService:
 
         :param now: the time to judge expiry by (Unix seconds; default now).
         :param dry_run: remove nothing, return what would be removed.
+        Also removes the store's orphans older than :data:`ORPHAN_GRACE`
+        (folders without a record, left by a worker killed while creating
+        or deleting).
+
         :returns: the sessions removed (or that would be), as they were.
         """
         removed = []
@@ -530,6 +574,7 @@ class UploadService:
             finally:
                 lock.release()
         if not dry_run:
+            self.storage.remove_orphans((time.time() if now is None else now) - ORPHAN_GRACE)
             self._last_sweep = time.monotonic()
         return removed
 

@@ -40,6 +40,7 @@ from collections.abc import Iterable, Iterator
 from typing import IO, Any, Protocol
 
 from .locks import FileLock
+from .private_files import DIR_MODE, make_private_dir, open_fd, open_private
 from .segments import BLOCK_SIZE
 from .sessions import UploadSession, valid_session_id
 
@@ -75,6 +76,7 @@ class Storage(Protocol):
     def save(self, session: UploadSession) -> None: ...
     def delete(self, session_id: str) -> bool: ...
     def session_ids(self) -> list[str]: ...
+    def remove_orphans(self, older_than: float) -> list[str]: ...
     def lock(self, session_id: str, timeout: float | None = None) -> FileLock: ...
     def stage(self, session_id: str, offset: int | None) -> Staging: ...
     def place_segment(self, session_id: str, index: int, staging: Staging) -> str: ...
@@ -120,7 +122,7 @@ class _Range(io.RawIOBase):
 
 def open_range(path: str, offset: int = 0, size: int | None = None) -> IO[bytes]:
     """A buffered binary reader of ``size`` bytes of *path* from *offset*."""
-    raw = _Range(open(path, "rb", buffering=0), offset, size)  # noqa: SIM115
+    raw = _Range(open_private(path, "rb"), offset, size)
     return io.BufferedReader(raw, BLOCK_SIZE)
 
 
@@ -136,8 +138,7 @@ class FileStaging:
         self.size = 0
         self._lock = append_lock
         self._fsync = fsync
-        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
-        self._fd: int | None = os.open(path, flags, 0o600)
+        self._fd: int | None = open_fd(path, os.O_WRONLY | os.O_CREAT)
         if offset is not None:
             os.lseek(self._fd, offset, os.SEEK_SET)
         self.placed = False
@@ -185,7 +186,9 @@ class FileStorage:
         self.folder = os.path.abspath(folder)
         self.lock_timeout = lock_timeout
         self.fsync = fsync
-        os.makedirs(self.folder, exist_ok=True)
+        make_private_dir(self.folder)
+        make_private_dir(os.path.join(self.folder, ".clients"))
+        make_private_dir(os.path.join(self.folder, ".trash"))
 
     # -- paths -----------------------------------------------------------
     def _dir(self, session_id: str) -> str:
@@ -202,10 +205,9 @@ class FileStorage:
     def _write_json(self, path: str, value: Any) -> None:
         tmp = f"{path}.{secrets.token_hex(6)}.tmp"
         try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(value, f, separators=(",", ":"))
+            with open_private(tmp, "xb") as f:
+                f.write(json.dumps(value, separators=(",", ":")).encode("utf-8"))
                 if self.fsync:
-                    f.flush()
                     os.fsync(f.fileno())
             os.replace(tmp, path)
         except BaseException:  # a full disk: leave the old record, no debris
@@ -216,19 +218,56 @@ class FileStorage:
     @staticmethod
     def _read_json(path: str) -> Any:
         try:
-            with open(path, encoding="utf-8") as f:
-                return json.load(f)
+            with open_private(path, "rb") as f:
+                return json.loads(f.read())
         except (FileNotFoundError, NotADirectoryError):
             return None
 
     # -- sessions --------------------------------------------------------
     def create(self, session: UploadSession) -> None:
+        """Make the session's folder, complete with its record, in one step:
+        it is built under a hidden name and renamed into place, so a failure
+        at any point (a record that cannot be written, a killed worker)
+        leaves no session folder without a record (hidden debris is removed
+        by :meth:`remove_orphans`)."""
         root = self._dir(session.id)
-        os.mkdir(root, 0o700)  # FileExistsError: ids never repeat
-        os.mkdir(os.path.join(root, "segments"))
-        os.mkdir(os.path.join(root, "tmp"))
-        open(os.path.join(root, "data"), "wb").close()
-        self.save(session)
+        building = os.path.join(self.folder, f".new-{session.id}")
+        try:
+            os.mkdir(building, DIR_MODE)
+            os.mkdir(os.path.join(building, "segments"), DIR_MODE)
+            os.mkdir(os.path.join(building, "tmp"), DIR_MODE)
+            open_private(os.path.join(building, "data"), "xb").close()
+            self._write_json(os.path.join(building, "session.json"), session.to_record())
+            os.rename(building, root)  # an existing root (ids never repeat): OSError
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
+
+    def remove_orphans(self, older_than: float) -> list[str]:
+        """Remove what no session record accounts for and was last changed
+        before *older_than* (a ``time.time()``): folders being built or
+        deleted by a worker that died (``.new-*``, ``.trash/*``), and
+        session folders without a record (left by older versions). Returns
+        the paths removed, relative to the store."""
+        trash = os.path.join(self.folder, ".trash")
+        candidates = [e for e in _scan(self.folder) if _orphan_name(e.name)]
+        candidates += _scan(trash)
+        removed = []
+        for entry in candidates:
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            if valid_session_id(entry.name) and os.path.exists(
+                os.path.join(entry.path, "session.json")
+            ):
+                continue
+            try:
+                if entry.stat(follow_symlinks=False).st_mtime >= older_than:
+                    continue
+            except FileNotFoundError:
+                continue
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(os.path.relpath(entry.path, self.folder))
+        return removed
 
     def load(self, session_id: str) -> UploadSession | None:
         if not valid_session_id(session_id):
@@ -250,7 +289,7 @@ class FileStorage:
         if not valid_session_id(session_id):
             return False
         trash = os.path.join(self.folder, ".trash")
-        os.makedirs(trash, exist_ok=True)
+        make_private_dir(trash)
         target = os.path.join(trash, f"{session_id}.{secrets.token_hex(4)}")
         try:
             os.rename(self._dir(session_id), target)
@@ -338,11 +377,11 @@ class FileStorage:
         """Copy every out-of-order segment to its offset in ``data``, then
         cut ``data`` to *size* (bytes of an interrupted body beyond it)."""
         path = os.path.join(self._dir(session_id), "data")
-        with open(path, "r+b", buffering=0) as out:
+        with open_private(path, "r+b") as out:
             for record in records:
                 if record["location"] != "file":
                     continue
-                with open(self._seg(session_id, record["index"], "bin"), "rb") as src:
+                with open_private(self._seg(session_id, record["index"], "bin"), "rb") as src:
                     _copy_range(src.fileno(), out.fileno(), record["offset"], record["size"])
             out.truncate(size)
             if self.fsync:
@@ -371,7 +410,7 @@ class FileStorage:
 
     def client_lock(self, client: str) -> FileLock:
         folder = self._client_dir(client)
-        os.makedirs(folder, exist_ok=True)
+        make_private_dir(folder)
         return FileLock(folder + ".lock", timeout=self.lock_timeout)
 
     def client_sessions(self, client: str) -> list[str]:
@@ -382,12 +421,27 @@ class FileStorage:
 
     def add_client_session(self, client: str, session_id: str) -> None:
         folder = self._client_dir(client)
-        os.makedirs(folder, exist_ok=True)
-        open(os.path.join(folder, session_id), "wb").close()
+        make_private_dir(folder)
+        open_private(os.path.join(folder, session_id), "wb").close()
 
     def remove_client_session(self, client: str, session_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(self._client_dir(client), session_id))
+
+
+def _scan(folder: str) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as it:
+            return list(it)
+    except FileNotFoundError:
+        return []
+
+
+def _orphan_name(name: str) -> bool:
+    """A session folder's name, or one being built (``.new-<id>``)."""
+    return valid_session_id(name) or (
+        name.startswith(".new-") and valid_session_id(name[len(".new-") :])
+    )
 
 
 def _copy_range(src: int, dst: int, offset: int, size: int) -> None:

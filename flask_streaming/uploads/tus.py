@@ -22,7 +22,8 @@ final upload, 404/410 for unknown/expired uploads. Errors carry the usual
 JSON body.
 
 tus uploads are upload sessions with ``protocol == "tus"``: the same limits,
-authorization hook (``create``, ``append``, ``status``, ``abort``) and
+authorization hook (``create``, ``append``, ``status``, ``abort``, and
+``read`` for each partial upload a final upload lists) and
 signals as native ones. ``segment-received`` is sent once per ``PATCH`` with
 the range's :class:`~flask_streaming.uploads.Segment` (``offset`` before,
 ``end`` after); ``upload-completed`` when the offset reaches the length
@@ -51,6 +52,7 @@ from ..errors import (
     Forbidden,
     NotFound,
     StreamingError,
+    UnsupportedMediaType,
     http_error_response,
 )
 from ..settings import Settings
@@ -145,12 +147,13 @@ def _has_body() -> bool:
     )
 
 
-def _tus_session(upload_id: str, *, status: bool = False) -> UploadSession:
-    """The tus upload *upload_id*: 404 for a native session's id (the two
-    protocols never write into each other's uploads), 410 when expired.
-    *status* also asks the authorization hook (``status``)."""
-    service = get_upload_service()
-    session = service.status(upload_id) if status else service.get(upload_id)
+def _tus_session(upload_id: str, action: str) -> UploadSession:
+    """The tus upload *upload_id*, once the authorization hook allowed
+    *action* on it (asked before anything else is checked, so that a denied
+    client learns nothing of the upload): 404 for a native session's id
+    (the two protocols never write into each other's uploads), 410 when
+    expired."""
+    session = get_upload_service().authorized(upload_id, action)
     if session.protocol != "tus":
         raise NotFound("unknown upload", code="unknown_session")
     return session
@@ -170,11 +173,7 @@ def _create(settings: Settings) -> Response:
     metadata = parse_metadata(request.headers.get("Upload-Metadata"))
     body = _has_body()
     if body and request.mimetype != OFFSET_OCTET_STREAM:
-        raise StreamingError(
-            f"a creation request with data must be {OFFSET_OCTET_STREAM}",
-            status=415,
-            code="unsupported_media_type",
-        )
+        raise UnsupportedMediaType(f"a creation request with data must be {OFFSET_OCTET_STREAM}")
     extra: dict[str, Any] = {}
     raw_metadata = request.headers.get("Upload-Metadata")
     if raw_metadata and raw_metadata.strip():
@@ -239,16 +238,12 @@ def _append(upload_id: str, offset: int) -> UploadSession:
 
 def _patch(upload_id: str) -> Response:
     if request.mimetype != OFFSET_OCTET_STREAM:
-        raise StreamingError(
-            f"PATCH bodies must be {OFFSET_OCTET_STREAM}",
-            status=415,
-            code="unsupported_media_type",
-        )
+        raise UnsupportedMediaType(f"PATCH bodies must be {OFFSET_OCTET_STREAM}")
     offset = parse_int("Upload-Offset", request.headers.get("Upload-Offset"), required=True)
     assert offset is not None
     length = parse_int("Upload-Length", request.headers.get("Upload-Length"))
     service = get_upload_service()
-    session = _tus_session(upload_id)
+    session = _tus_session(upload_id, "append")
     if is_final(session):
         raise Forbidden("a final upload cannot be patched", code="final_upload")
     if offset != session.size:  # before Upload-Length: a 409 changes nothing
@@ -263,7 +258,7 @@ def _patch(upload_id: str) -> Response:
 
 def _head(upload_id: str) -> Response:
     service = get_upload_service()
-    session = _tus_session(upload_id, status=True)
+    session = _tus_session(upload_id, "status")
     if is_final(session) and session.state == OPEN:
         session = try_finish(service, upload_id)
     headers = {"Cache-Control": "no-store", **_expires(session)}
@@ -314,7 +309,7 @@ def register_tus_views(
         if method == "PATCH":
             return _patch(upload_id)
         if method == "DELETE":
-            _tus_session(upload_id)
+            _tus_session(upload_id, "abort")
             get_upload_service().abort(upload_id)
             return _empty(204)
         raise StreamingError(

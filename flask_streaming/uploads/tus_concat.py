@@ -12,8 +12,10 @@ A final upload may be created before its partials are complete
 (``concatenation-unfinished``). It is then assembled by whichever comes
 first: the ``PATCH`` that completes its last partial (each partial lists its
 finals in ``extra["finals"]``), or a ``HEAD`` of the final upload. Both take
-the final's lock, so exactly one assembles it. Partials are kept (the spec
-lets clients reuse them) until they expire.
+the final's lock, so exactly one assembles it. A partial serves one final
+upload only (``extra["used_by"]``): listing it twice, or in a second final
+upload, is refused, so that a few small requests cannot make the server
+store many copies of the same bytes. Partials are kept until they expire.
 """
 
 from __future__ import annotations
@@ -21,17 +23,19 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BadRequest, PayloadTooLarge, StreamingError
+from ..errors import BadRequest, Conflict, PayloadTooLarge, StreamingError
 from .bodies import storage_error
 from .ranges import PARTIAL, finish_if_complete
 from .segments import BLOCK_SIZE
-from .sessions import COMPLETED, UploadSession
+from .sessions import COMPLETED, UploadSession, new_session_id
 
 if TYPE_CHECKING:
     from .service import UploadService
 
 #: ``session.extra["concat"]`` of an upload assembled from partial ones.
 FINAL = "final"
+#: ``session.extra`` key of a partial upload: the final upload using it.
+USED_BY = "used_by"
 
 
 def is_final(session: UploadSession) -> bool:
@@ -50,22 +54,18 @@ def create_final(
     value as received (echoed by ``HEAD``); *create* goes to
     :meth:`UploadService.create`.
 
-    :raises BadRequest: a part is unknown, expired or not a partial upload.
+    Each partial serves one final upload only, once (the tus spec lets a
+    server drop partials after concatenation): so the bytes a final upload
+    stores never exceed what the client itself uploaded as partials.
+
+    :raises BadRequest: a part is unknown, expired, not a partial upload, or
+        listed twice (``partial_listed_twice``).
+    :raises Forbidden: the authorization hook denies ``read`` on a part.
+    :raises Conflict: a part is already used by another final upload
+        (``partial_used``).
     :raises PayloadTooLarge: the parts add up to more than the upload limit.
     """
-    parts: list[UploadSession] = []
-    for part_id in part_ids:
-        try:
-            part = service.get(part_id)
-        except StreamingError:
-            raise BadRequest(
-                f"partial upload {part_id!r} does not exist (or has expired)",
-                code="unknown_partial",
-            ) from None
-        service.authorize("status", part)
-        if part.protocol != "tus" or part.extra.get("concat") != PARTIAL:
-            raise BadRequest(f"upload {part_id!r} is not a partial upload", code="not_partial")
-        parts.append(part)
+    parts = _readable_parts(service, part_ids)
     lengths = [p.length for p in parts]
     length = None if any(n is None for n in lengths) else sum(n for n in lengths if n)
     limit = service.settings.max_upload_size
@@ -77,21 +77,82 @@ def create_final(
         "parts": list(part_ids),
         "concat_header": header,
     }
-    session = service.create(length=length, extra=extra, **create)
-    for part in parts:
-        if part.state != COMPLETED:
-            _register_final(service, part.id, session.id)
+    final_id = new_session_id()
+    claimed: list[str] = []
+    try:
+        for part in parts:
+            _claim_part(service, part.id, final_id)
+            claimed.append(part.id)
+        session = service.create(length=length, extra=extra, session_id=final_id, **create)
+    except BaseException:
+        for part_id in claimed:
+            _unclaim_part(service, part_id, final_id)
+        raise
     return try_finish(service, session.id)
 
 
-def _register_final(service: UploadService, part_id: str, final_id: str) -> None:
-    """Note in the partial's record that *final_id* waits for it."""
+def _readable_parts(service: UploadService, part_ids: list[str]) -> list[UploadSession]:
+    """The partial uploads *part_ids*: each known, listed once, a partial,
+    and readable by the current client (the ``read`` action, asked before
+    anything about the part is told)."""
+    parts: list[UploadSession] = []
+    seen: set[str] = set()
+    for part_id in part_ids:
+        if part_id in seen:
+            raise BadRequest(
+                f"partial upload {part_id!r} is listed twice", code="partial_listed_twice"
+            )
+        seen.add(part_id)
+        try:
+            part = service.get(part_id)
+        except StreamingError:
+            raise BadRequest(
+                f"partial upload {part_id!r} does not exist (or has expired)",
+                code="unknown_partial",
+            ) from None
+        service.authorize("read", part)
+        if part.protocol != "tus" or part.extra.get("concat") != PARTIAL:
+            raise BadRequest(f"upload {part_id!r} is not a partial upload", code="not_partial")
+        if part.extra.get(USED_BY):
+            raise Conflict(
+                f"partial upload {part_id!r} is already part of a final upload",
+                code="partial_used",
+            )
+        parts.append(part)
+    return parts
+
+
+def _claim_part(service: UploadService, part_id: str, final_id: str) -> None:
+    """Mark the partial *part_id* as used by *final_id*, under its lock (two
+    finals racing for one partial: one wins, the other gets 409); an
+    unfinished partial also lists the final that waits for it."""
     lock = service._locked(part_id)
     try:
         part = service._reload(part_id)
-        finals = part.extra.setdefault("finals", [])
-        if final_id not in finals:
-            finals.append(final_id)
+        if part.extra.get(USED_BY):
+            raise Conflict(
+                f"partial upload {part_id!r} is already part of a final upload",
+                code="partial_used",
+            )
+        part.extra[USED_BY] = final_id
+        if part.state != COMPLETED:
+            part.extra["finals"] = [final_id]
+        service.storage.save(part)
+    finally:
+        lock.release()
+
+
+def _unclaim_part(service: UploadService, part_id: str, final_id: str) -> None:
+    """Undo :func:`_claim_part` (the final upload was not created)."""
+    try:
+        lock = service._locked(part_id)
+    except StreamingError:
+        return
+    try:
+        part = service.storage.load(part_id)
+        if part is not None and part.extra.get(USED_BY) == final_id:
+            del part.extra[USED_BY]
+            part.extra.pop("finals", None)
             service.storage.save(part)
     finally:
         lock.release()

@@ -24,23 +24,21 @@ These views only parse headers; :class:`~.service.UploadService` does the rest.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request, url_for
 
-from ..errors import BadRequest, PayloadTooLarge
+from ..errors import BadRequest, StreamingError
 from ..settings import Settings
-from .bodies import read_block
+from .json_body import read_json_object
 from .results import CompletionResult, SegmentResult
 from .service import UploadService
 from .sessions import UploadSession
 from .storage import FileStorage, Storage
 
 _SEGMENT_RE = re.compile(r"[0-9]{1,10}")
-_CREATE_BODY_LIMIT = 64 * 1024
 _DONE = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
@@ -95,21 +93,11 @@ def _session_body(session: UploadSession, **extra: Any) -> dict[str, Any]:
 
 
 def _create_options() -> dict[str, Any]:
-    """Read the optional JSON body of ``POST /uploads`` (bounded)."""
-    length = request.content_length
-    if length is not None and length > _CREATE_BODY_LIMIT:
-        raise PayloadTooLarge("the JSON body is too large", limit=_CREATE_BODY_LIMIT)
-    raw = read_block(request.stream, _CREATE_BODY_LIMIT + 1)
-    if len(raw) > _CREATE_BODY_LIMIT:
-        raise PayloadTooLarge("the JSON body is too large", limit=_CREATE_BODY_LIMIT)
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise BadRequest("the body is not valid JSON", code="bad_json") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object", code="bad_json")
+    """Read the optional JSON body of ``POST /uploads`` (bounded in size and
+    depth; ``application/json`` or empty, see :func:`.json_body.read_json_object`)."""
+    body = read_json_object(
+        request.stream, mimetype=request.mimetype, content_length=request.content_length
+    )
     metadata = body.get("metadata", {})
     if metadata is None:
         metadata = {}
@@ -208,6 +196,13 @@ def register_upload_views(
         """Open a session (``GET``, or ``POST`` without segment headers),
         or receive a segment (``POST`` with them)."""
         service = get_upload_service()
+        if request.method == "HEAD":  # a safe method creates nothing
+            raise StreamingError(
+                "HEAD does not open a session; GET or POST does",
+                status=405,
+                code="method_not_allowed",
+                headers={"Allow": "GET, POST, OPTIONS"},
+            )
         if request.method == "POST" and _is_segment_request():
             return _receive_segment(service, None)
         options = _create_options() if request.method == "POST" else {}
