@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import stat
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -387,3 +388,31 @@ def test_the_default_per_client_stream_limit(
     finally:
         for s in held:
             s.close()
+
+
+def test_finals_racing_for_one_partial_one_wins(
+    live_server: Callable[..., GunicornServer], tmp_path: Path
+) -> None:
+    port = live_server(APP, workers=2).port
+    wins = 0
+    for _ in range(3):  # bounded: 3 rounds of 12 simultaneous finals
+        part = tus_create(port, "alice", 4, partial=True)
+        assert tus_patch(port, "alice", part, 0, b"abcd")[0] == 204
+        barrier = threading.Barrier(12)
+        results: list[int] = []
+
+        def race(
+            part: str = part, barrier: threading.Barrier = barrier, results: list[int] = results
+        ) -> None:
+            barrier.wait(10)
+            results.append(final(port, "alice", [part])[0])
+
+        threads = [threading.Thread(target=race) for _ in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sorted(results) == [201] + [409] * 11, results
+        wins += 1
+    assert wins == 3
+    assert stored_bytes(tmp_path) == 3 * 2 * 4
