@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from flask import Flask, request
 
 from flask_streaming import ServerSentEvent, Streaming, download_response, get_upload_service
 from flask_streaming.errors import BadRequest
-from flask_streaming.uploads.service import ORPHAN_GRACE
+from flask_streaming.uploads.service import ORPHAN_GRACE, UPLOAD_ACTIONS
 from flask_streaming.uploads.storage import FileStorage
 from flask_streaming.uploads.views import create_upload_service
 
@@ -222,3 +223,11 @@ def test_metadata_nesting_is_bounded_for_python_callers_too(app: Flask) -> None:
                 service.create(metadata={"v": value})
             assert info.value.code == "too_deep"
         assert service.create(metadata={"v": [[["ok"]]]}).metadata == {"v": [[["ok"]]]}
+
+
+def test_the_security_guide_lists_every_upload_action() -> None:
+    """docs/security.rst's action table is UPLOAD_ACTIONS, no more, no less."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "security.rst").read_text()
+    table = text.split("Upload authorization actions", 1)[1].split("Without a hook", 1)[0]
+    listed = re.findall(r"^   \* - ``([a-z]+)``$", table, re.M)
+    assert listed == list(UPLOAD_ACTIONS)
