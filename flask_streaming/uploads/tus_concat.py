@@ -15,7 +15,8 @@ finals in ``extra["finals"]``), or a ``HEAD`` of the final upload. Both take
 the final's lock, so exactly one assembles it. A partial serves one final
 upload only (``extra["used_by"]``): listing it twice, or in a second final
 upload, is refused, so that a few small requests cannot make the server
-store many copies of the same bytes. Partials are kept until they expire.
+store many copies of the same bytes. Partials are kept like any finished
+upload.
 """
 
 from __future__ import annotations
