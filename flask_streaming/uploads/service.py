@@ -540,14 +540,12 @@ class UploadService:
         is set, completed uploads older than that (sending
         ``upload-removed``). Completed uploads are otherwise kept until the
         app removes them (:meth:`remove`). Sessions busy right now are left
-        for the next sweep.
+        for the next sweep. Also removes the store's orphans older than
+        :data:`ORPHAN_GRACE` (folders without a record, left by a worker
+        killed while creating or deleting).
 
         :param now: the time to judge expiry by (Unix seconds; default now).
         :param dry_run: remove nothing, return what would be removed.
-        Also removes the store's orphans older than :data:`ORPHAN_GRACE`
-        (folders without a record, left by a worker killed while creating
-        or deleting).
-
         :returns: the sessions removed (or that would be), as they were.
         """
         removed = []
