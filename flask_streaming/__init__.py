@@ -17,10 +17,12 @@ from .responses import (
 from .settings import ConfigError, Settings
 from .signals import (
     event_published,
+    segment_committed,
     segment_received,
     stream_closed,
     stream_opened,
     upload_aborted,
+    upload_committed,
     upload_completed,
     upload_created,
     upload_expired,
@@ -50,6 +52,7 @@ __all__ = [
     "get_upload_service",
     "ndjson_response",
     "produce",
+    "segment_committed",
     "segment_received",
     "sse_response",
     "stream_closed",
@@ -57,6 +60,7 @@ __all__ = [
     "stream_response",
     "subscribe_response",
     "upload_aborted",
+    "upload_committed",
     "upload_completed",
     "upload_created",
     "upload_expired",

@@ -71,9 +71,10 @@ def _ordered(name: str) -> NamedSignal:
 
 
 # Upload signals. Receivers connected for any sender run first, then those
-# connected via the app, each group in connection order. They run in the
-# request's greenlet under the session's lock; what a raising receiver means
-# is documented in :mod:`flask_streaming.uploads.service`.
+# connected via the app, each group in connection order. The pre-commit ones
+# (created, received, completed) run in the request's greenlet under the
+# session's lock; what a raising receiver means is documented in
+# :mod:`flask_streaming.uploads.service`.
 
 #: A session was opened (native ``GET``/``POST /uploads`` or tus creation).
 #: Kwargs: ``session`` (:class:`~flask_streaming.uploads.UploadSession`).
@@ -90,6 +91,20 @@ segment_received = _ordered("segment-received")
 #: Kwargs: ``session`` (its ``path`` and ``open()`` give the whole upload).
 #: The dicts receivers return are merged into the final response.
 upload_completed = _ordered("upload-completed")
+
+# Post-commit signals: sent after the commit, outside the session lock,
+# exactly once per committed segment / completed upload (at least once
+# across a worker crash); return values ignored, a raising receiver logged.
+# See :mod:`flask_streaming.uploads.delivery`.
+
+#: A segment (native) or a range (tus ``PATCH``) was committed: it is part
+#: of the upload for good. For side effects (publish "segment 3 stored",
+#: start a job). Kwargs: ``session``, ``segment``.
+segment_committed = _ordered("segment-committed")
+
+#: An upload was completed and committed (never for a tus partial upload).
+#: For side effects (move the file, enqueue processing). Kwargs: ``session``.
+upload_committed = _ordered("upload-committed")
 
 #: A client aborted a session (``DELETE``); its data is gone.
 #: Kwargs: ``session``.

@@ -69,7 +69,15 @@ def signals(tmp_path: Path, url: str) -> list[dict[str, Any]]:
 
 
 def check_hooks(records: list[dict[str, Any]], size: int, sha256: str) -> None:
-    """One created, contiguous ranges 0..size, one completed with the sha256."""
+    """One created, contiguous ranges 0..size, one completed with the sha256;
+    after it, exactly one upload-committed, and one segment-committed per
+    kept range."""
+    committed = [r for r in records if r["signal"].endswith("-committed")]
+    records = [r for r in records if not r["signal"].endswith("-committed")]
+    assert [r["size"] for r in committed if r["signal"] == "upload-committed"] == [size]
+    kept = sorted((r["offset"], r["end"]) for r in committed if r["signal"] == "segment-committed")
+    assert [end for _, end in kept] == [start for start, _ in kept[1:]] + [size]
+    assert kept[0][0] == 0
     kinds = [r["signal"] for r in records]
     assert kinds[0] == "upload-created" and kinds.count("upload-created") == 1
     assert kinds.count("upload-completed") == 1 and kinds[-1] == "upload-completed"

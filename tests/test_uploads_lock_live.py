@@ -3,8 +3,9 @@ failing input 2): many requests for one session at once, native and tus.
 
 Each test checks what the lock guards: every accepted segment counted once
 in the session record, the bytes contiguous (the sha256 of the whole), and
-every signal sent exactly once. Without the lock (a no-op in its place) the
-record loses segments and the signals repeat; see the notes of issue 14.
+every signal, the post-commit ones included, sent exactly once. Without
+the lock (a no-op in its place) the record loses segments and the signals
+repeat; see the notes of issue 14.
 The app (``tests/apps/tus_app.py``) logs every signal, with its worker's
 pid, to ``signals.log`` in the instance folder.
 """
@@ -82,8 +83,11 @@ def test_24_native_segments_at_once_on_2_workers(
     received = [r for r in records if r["signal"] == "segment-received"]
     assert Counter(r["index"] for r in received) == Counter(range(SEGMENTS))
     assert len({r["pid"] for r in received}) == 2, "both workers took segments"
+    committed = [r for r in records if r["signal"] == "segment-committed"]
+    assert Counter(r["index"] for r in committed) == Counter(range(SEGMENTS))
     kinds = Counter(r["signal"] for r in records)
     assert kinds["upload-created"] == 1 and kinds["upload-completed"] == 1, kinds
+    assert kinds["upload-committed"] == 1, kinds
 
 
 def test_24_tus_chunks_each_sent_twice_at_once_on_2_workers(
@@ -156,5 +160,10 @@ def test_24_tus_chunks_each_sent_twice_at_once_on_2_workers(
         (i * size, (i + 1) * size) for i in range(SEGMENTS)
     ], "one segment-received per chunk, contiguous"
     assert len({r["pid"] for r in received}) == 2, "both workers took chunks"
+    committed = [r for r in records if r["signal"] == "segment-committed"]
+    assert sorted((r["offset"], r["end"]) for r in committed) == [
+        (i * size, (i + 1) * size) for i in range(SEGMENTS)
+    ], "one segment-committed per chunk"
     kinds = Counter(r["signal"] for r in records)
     assert kinds["upload-created"] == 1 and kinds["upload-completed"] == 1, kinds
+    assert kinds["upload-committed"] == 1, kinds

@@ -25,7 +25,9 @@ from ..errors import (
     PayloadTooLarge,
 )
 from ..signals import segment_received, upload_completed
+from . import delivery
 from .bodies import parse_checksum, read_body, storage_error
+from .delivery import Pending
 from .results import CompletionResult, SegmentResult
 from .segments import BLOCK_SIZE, Segment
 from .sessions import COMPLETED, OPEN, UploadSession
@@ -174,6 +176,7 @@ def _commit_range(
     checksum: str | None,
 ) -> SegmentResult:
     lock = service._locked(session_id)
+    send: list[Pending] = []
     try:
         session = service._reload(session_id)
         if session.size != offset or session.state != OPEN:
@@ -190,24 +193,35 @@ def _commit_range(
             session.received += 1
             session.extra["ranges"] = index + 1
         session.updated_at = time.time()
-        completion = finish_if_complete(service, session)
+        send, acked = service._settle(session)
+        if staging.size:
+            send.append(delivery.add(session, Pending.new("segment-committed", segment)))
+        completion = finish_if_complete(service, session, send)
         service.storage.save(session)
-        return SegmentResult(session, segment, results, completion=completion)
+        service.storage.forget_acknowledged(session_id, acked)
+        result = SegmentResult(session, segment, results, completion=completion)
     finally:
         lock.release()
+    service.deliver(result.session, send)
+    return result
 
 
-def finish_if_complete(service: UploadService, session: UploadSession) -> CompletionResult | None:
+def finish_if_complete(
+    service: UploadService, session: UploadSession, send: list[Pending]
+) -> CompletionResult | None:
     """Under the session's lock: when *session* holds its whole announced
     length, cut the stored bytes to it, mark it completed and (unless it is
-    a partial upload) send ``upload-completed``. The caller saves *session*.
-    Returns the completion, ``None`` when the upload is not complete."""
+    a partial upload) send ``upload-completed`` and add the
+    ``upload-committed`` marker (also to *send*). The caller saves
+    *session*, then delivers *send*. Returns the completion, ``None`` when
+    the upload is not complete."""
     if session.state != OPEN or session.length is None or session.size != session.length:
         return None
     service.storage.assemble(session.id, (), session.size)
     done: dict[str, Any] = {}
     if session.extra.get("concat") != PARTIAL:
         done = service._send(upload_completed, "upload-completed", session=session)
+        send.append(delivery.add(session, Pending.new("upload-committed")))
     session.state, session.results = COMPLETED, done
     session.completed_at = time.time()
     return CompletionResult(session, done)
@@ -217,13 +231,15 @@ def complete_if_full(service: UploadService, session_id: str) -> UploadSession:
     """Complete *session_id* when it already holds its whole length (an
     upload created with ``Upload-Length: 0``); returns the session."""
     lock = service._locked(session_id)
+    send: list[Pending] = []
     try:
         session = service._reload(session_id)
-        if finish_if_complete(service, session) is not None:
+        if finish_if_complete(service, session, send) is not None:
             service.storage.save(session)
-        return session
     finally:
         lock.release()
+    service.deliver(session, send)
+    return session
 
 
 def set_length(service: UploadService, session_id: str, length: int) -> UploadSession:

@@ -55,7 +55,9 @@ from ..signals import (
     upload_expired,
     upload_removed,
 )
+from . import delivery
 from .bodies import parse_checksum, read_body, same_bytes
+from .delivery import Pending
 from .json_body import MAX_JSON_DEPTH, check_value_depth
 from .locks import FileLock, LockTimeout
 from .results import CompletionResult, HookFailed, SegmentResult, merge_results
@@ -144,6 +146,55 @@ class UploadService:
                 headers={"Retry-After": "1"},
             ) from None
         return lock
+
+    # -- post-commit signals (see .delivery) --------------------------------
+    def _settle(self, session: UploadSession) -> tuple[list[Pending], set[str]]:
+        """Under the lock, before saving: drop acknowledged markers, take
+        over those whose owner is gone. Returns the taken-over markers (send
+        them after the lock) and the acknowledgements to forget once saved."""
+        acked = self.storage.acknowledged(session.id) if session.pending else set()
+        return delivery.settle(session, acked), acked
+
+    def deliver(self, session: UploadSession, entries: list[Pending]) -> None:
+        """Outside the lock: send the post-commit signals *entries* (the
+        markers this request committed or took over) and acknowledge them."""
+        if not entries:
+            return
+        sid = session.id
+
+        def opener(fields: dict[str, Any]) -> IO[bytes]:
+            record = self.storage.load_segment(sid, fields["index"])
+            if record is not None:
+                return self.storage.open_segment(sid, record)
+            return self.storage.open_data(sid, fields["offset"] or 0, fields["size"])
+
+        def acknowledge(token: str) -> None:
+            self.storage.acknowledge(sid, token)
+
+        delivery.deliver(self.app, session, entries, opener, acknowledge)
+
+    def redeliver(self, session_id: str) -> int:
+        """Send the post-commit signals of *session_id* whose owner died
+        between commit and send (the sweep's part); returns how many."""
+        lock = self.storage.lock(session_id, 0)
+        try:
+            if not lock.acquire():
+                return 0
+        except FileNotFoundError:
+            return 0
+        try:
+            session = self.storage.load(session_id)
+            if session is None or not session.pending:
+                return 0
+            before = list(session.pending)
+            send, acked = self._settle(session)
+            if session.pending != before or send:
+                self.storage.save(session)
+                self.storage.forget_acknowledged(session_id, acked)
+        finally:
+            lock.release()
+        self.deliver(session, send)
+        return len(send)
 
     def get(self, session_id: str) -> UploadSession:
         """The live session: 404 when unknown, 410 (and removed) when expired."""
@@ -369,16 +420,17 @@ class UploadService:
                     code="checksum_mismatch",
                     segment=index,
                 )
-            result = self._commit_segment(session_id, index, staging, checksum)
+            result, send = self._commit_segment(session_id, index, staging, checksum)
         finally:
             staging.release()
+        self.deliver(result.session, send)
         if done:
             result.completion = self.complete(session_id, index + 1)
         return result
 
     def _commit_segment(
         self, session_id: str, index: int, staging: Staging, checksum: str | None
-    ) -> SegmentResult:
+    ) -> tuple[SegmentResult, list[Pending]]:
         s = self.settings
         lock = self._locked(session_id)
         try:
@@ -389,7 +441,8 @@ class UploadService:
                     staging.open(), self.storage.open_segment(session_id, record)
                 ):
                     segment = self._segment(session_id, record)
-                    return SegmentResult(session, segment, record["results"], duplicate=True)
+                    result = SegmentResult(session, segment, record["results"], duplicate=True)
+                    return result, []
                 raise Conflict(
                     f"segment {index} was already received with different bytes",
                     code="segment_conflict",
@@ -433,8 +486,11 @@ class UploadService:
                 while (nxt := load(session_id, session.contiguous)) is not None:
                     session.prefix_end += nxt["size"]
                     session.contiguous += 1
+            taken, acked = self._settle(session)
+            taken.append(delivery.add(session, Pending.new("segment-committed", segment)))
             self.storage.save(session)
-            return SegmentResult(session, segment, results)
+            self.storage.forget_acknowledged(session_id, acked)
+            return SegmentResult(session, segment, results), taken
         finally:
             lock.release()
 
@@ -498,10 +554,14 @@ class UploadService:
             session.state = COMPLETED
             session.results = results
             session.completed_at = session.updated_at = time.time()
+            send, acked = self._settle(session)
+            send.append(delivery.add(session, Pending.new("upload-committed")))
             self.storage.save(session)
+            self.storage.forget_acknowledged(session_id, acked)
             self.storage.drop_segment_bodies(session_id)
         finally:
             lock.release()
+        self.deliver(session, send)
         return CompletionResult(session, results)
 
     # -- offset ranges (tus) ---------------------------------------------
@@ -550,6 +610,8 @@ class UploadService:
         """
         removed = []
         for session in self.sessions():
+            if session.pending and not dry_run:
+                self.redeliver(session.id)
             if not self.removable(session, now):
                 continue
             if dry_run:

@@ -54,6 +54,9 @@ class UploadSession:
     segments: int | None = None
     completed_at: float | None = None
     results: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Post-commit signals not yet acknowledged
+    #: (:class:`~flask_streaming.uploads.delivery.Pending` records).
+    pending: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     #: Protocol-specific state (e.g. tus concatenation), JSON-serialisable.
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
     #: Where the assembled upload is (set by the store; ``None`` until the

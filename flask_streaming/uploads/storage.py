@@ -89,6 +89,9 @@ class Storage(Protocol):
     def drop_segment_bodies(self, session_id: str) -> None: ...
     def open_data(self, session_id: str, offset: int = 0, size: int | None = None) -> IO[bytes]: ...
     def data_path(self, session_id: str) -> str | None: ...
+    def acknowledge(self, session_id: str, token: str) -> None: ...
+    def acknowledged(self, session_id: str) -> set[str]: ...
+    def forget_acknowledged(self, session_id: str, tokens: Iterable[str]) -> None: ...
     def client_lock(self, client: str) -> FileLock: ...
     def client_sessions(self, client: str) -> list[str]: ...
     def add_client_session(self, client: str, session_id: str) -> None: ...
@@ -402,6 +405,33 @@ class FileStorage:
         folder = os.path.join(self._dir(session_id), "tmp")
         with os.scandir(folder) as it:
             yield from (e.path for e in it)
+
+    # -- post-commit signal acknowledgements ---------------------------------
+    def _acks(self, session_id: str) -> str:
+        return os.path.join(self._dir(session_id), "acks")
+
+    def acknowledge(self, session_id: str, token: str) -> None:
+        """Note that the post-commit signal *token* was sent (no lock: one
+        empty file; a session removed meanwhile is ignored)."""
+        folder = self._acks(session_id)
+        try:
+            os.makedirs(folder, 0o700, exist_ok=True)
+            os.close(os.open(os.path.join(folder, token), os.O_WRONLY | os.O_CREAT, 0o600))
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+
+    def acknowledged(self, session_id: str) -> set[str]:
+        """Tokens acknowledged and not yet forgotten."""
+        try:
+            return set(os.listdir(self._acks(session_id)))
+        except (FileNotFoundError, NotADirectoryError):
+            return set()
+
+    def forget_acknowledged(self, session_id: str, tokens: Iterable[str]) -> None:
+        """Remove acknowledgements whose markers the session record dropped."""
+        for token in tokens:
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                os.unlink(os.path.join(self._acks(session_id), token))
 
     # -- per-client index --------------------------------------------------
     def _client_dir(self, client: str) -> str:

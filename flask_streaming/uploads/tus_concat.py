@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import BadRequest, Conflict, PayloadTooLarge, StreamingError
 from .bodies import storage_error
+from .delivery import Pending
 from .ranges import PARTIAL, finish_if_complete
 from .segments import BLOCK_SIZE
 from .sessions import COMPLETED, UploadSession, new_session_id
@@ -164,6 +165,7 @@ def try_finish(service: UploadService, final_id: str) -> UploadSession:
     return its current record either way (unchanged when a partial is
     missing or still open)."""
     lock = service._locked(final_id)
+    send: list[Pending] = []
     try:
         final = service._reload(final_id)
         if final.state == COMPLETED:
@@ -180,11 +182,12 @@ def try_finish(service: UploadService, final_id: str) -> UploadSession:
             return final
         final.length = final.size = total
         final.updated_at = time.time()
-        finish_if_complete(service, final)  # sends upload-completed
+        finish_if_complete(service, final, send)  # sends upload-completed
         service.storage.save(final)
-        return final
     finally:
         lock.release()
+    service.deliver(final, send)
+    return final
 
 
 def _copy_parts(service: UploadService, final_id: str, parts: list[UploadSession]) -> bool:

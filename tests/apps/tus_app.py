@@ -5,6 +5,10 @@
   test sees exactly which hooks ran, in every worker;
 * ``upload-completed`` returns ``{"sha256": <hex of the whole>}`` (stored
   with the session: tus responses have no body);
+* the post-commit signals are logged too; when the file ``die-once`` exists
+  in the instance folder, the next ``segment-committed`` receiver removes it
+  and kills its own worker (SIGKILL) before logging: a worker dying between
+  commit and send;
 * ``$TUS_SLOW_SECONDS`` makes ``segment-received`` sleep that long (a
   gevent sleep in the worker), so that a test can interrupt an upload
   mid-way;
@@ -28,6 +32,7 @@ import hashlib
 import json
 import os
 import random
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -36,8 +41,10 @@ from flask import Flask, Response, abort, jsonify, request, send_from_directory
 
 from flask_streaming import Streaming, get_upload_service
 from flask_streaming.signals import (
+    segment_committed,
     segment_received,
     upload_aborted,
+    upload_committed,
     upload_completed,
     upload_created,
     upload_expired,
@@ -159,6 +166,21 @@ def create_app(config: dict[str, Any] | None = None, **flask_options: Any) -> Fl
             },
         )
         return {"sha256": digest}
+
+    @segment_committed.connect_via(app)
+    def on_segment_committed(sender: Flask, session: Any, segment: Any, **kw: Any) -> None:
+        try:
+            os.unlink(os.path.join(app.instance_path, "die-once"))
+        except FileNotFoundError:
+            pass
+        else:
+            os.kill(os.getpid(), signal.SIGKILL)
+        record = {"signal": "segment-committed", "id": session.id, "index": segment.index}
+        _log(app, {**record, "offset": segment.offset, "end": segment.end})
+
+    @upload_committed.connect_via(app)
+    def on_upload_committed(sender: Flask, session: Any, **kw: Any) -> None:
+        _log(app, {"signal": "upload-committed", "id": session.id, "size": session.size})
 
     @upload_aborted.connect_via(app)
     def on_aborted(sender: Flask, session: Any, **kw: Any) -> None:
