@@ -105,15 +105,24 @@ def test_every_stream_closed_reason_sent_is_listed() -> None:
     for path in PACKAGE.rglob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
-            # outbox.finish("reason", ...)
+            # outbox.finish("reason", ...), subscriber.end("reason", ...)
             if (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "finish"
+                and node.func.attr in ("finish", "end")
                 and node.args
                 and isinstance(node.args[0], ast.Constant)
             ):
                 sent.add(node.args[0].value)
+            # broker.end_streams(channels, "reason")
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "end_streams"
+                and len(node.args) == 2
+                and isinstance(node.args[1], ast.Constant)
+            ):
+                sent.add(node.args[1].value)
             # outbox.reason = outbox.reason or "reason" / self.reason = ... or "reason"
             if (
                 isinstance(node, ast.Assign)
@@ -122,7 +131,7 @@ def test_every_stream_closed_reason_sent_is_listed() -> None:
                 and isinstance(node.value, ast.BoolOp)
             ):
                 sent |= {v.value for v in node.value.values if isinstance(v, ast.Constant)}
-    assert {"complete", "send_timeout", "broker_unavailable", "disconnect"} <= sent
+    assert {"complete", "send_timeout", "broker_unavailable", "disconnect", "broker_reset"} <= sent
     assert sent <= set(STREAM_CLOSED_REASONS), sent - set(STREAM_CLOSED_REASONS)
 
 
