@@ -67,9 +67,17 @@ from benchmarks.harness import (
     Context,
     Measurement,
     Result,
-    Server,
-    free_port,
+    gunicorn,
     scenario,
+)
+from flask_streaming.testing import (
+    GunicornServer,
+    RedisServer,
+    ServerProcess,
+    child_pids,
+    free_port,
+    stop_process,
+    wait_for_http,
 )
 
 KiB = 1024
@@ -101,90 +109,43 @@ def nofile_limit() -> int:
     return hard
 
 
-def _with_ulimit(cmd: list[str], nofile: int) -> list[str]:
-    """*cmd* run through ``sh -c 'ulimit -n N && exec ...'`` (same pid)."""
-    return ["sh", "-c", 'ulimit -n "$0" && exec "$@"', str(nofile), *cmd]
+class UvicornServer(ServerProcess):
+    """uvicorn (one process, asyncio) serving an ASGI app on a free loopback
+    port, pinned and under ``ulimit -n``; ready when ``GET /health`` answers
+    200. Started and stopped (by its pid) like the other servers."""
 
+    def __init__(self, app: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.app = app
 
-class GunicornServer(Server):
-    """:class:`benchmarks.harness.Server` (gunicorn ``-k gevent``, pinned)
-    with ``ulimit -n`` raised for its processes."""
-
-    def __init__(self, app: str, *, nofile: int, **kwargs: Any) -> None:
-        super().__init__(app, **kwargs)
-        self.nofile = nofile
-
-    @property
     def command(self) -> list[str]:
-        """gunicorn's command line, under ``ulimit -n``."""
-        return _with_ulimit(super().command, self.nofile)
-
-
-class UvicornServer(GunicornServer):
-    """uvicorn (one process, asyncio) serving an ASGI app, pinned and with
-    ``ulimit -n`` raised; started and stopped by the harness's code."""
-
-    @property
-    def command(self) -> list[str]:
-        """uvicorn's command line, under ``taskset`` and ``ulimit -n``."""
-        cmd = [
+        """uvicorn's command line."""
+        return [
             sys.executable, "-m", "uvicorn", self.app,
             "--host", "127.0.0.1", "--port", str(self.port),
             "--backlog", "4096", "--no-access-log", "--log-level", "warning",
             "--timeout-graceful-shutdown", "2",
         ]  # fmt: skip
-        if self.cpu is not None:
-            cmd = ["taskset", "-c", str(self.cpu), *cmd]
-        return _with_ulimit(cmd, self.nofile)
+
+    def wait_ready(self, timeout: float) -> None:
+        """Wait until ``GET /health`` answers 200."""
+        wait_for_http(self.port, "/health", proc=self.proc, status=200, timeout=timeout)
 
 
-class RedisServer:
-    """A throwaway ``redis-server`` on a free loopback port (no persistence),
-    pinned to the server core; stopped by its pid."""
+def start_redis(ctx: Context, nofile: int) -> tuple[RedisServer, Any]:
+    """A throwaway :class:`~flask_streaming.testing.RedisServer` (no
+    persistence, pinned, ``maxclients`` near *nofile*) and a ``redis``
+    client of it (for ``INFO``)."""
+    import redis
 
-    def __init__(self, *, port: int, cpu: int | None, nofile: int, log_path: Path) -> None:
-        self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
-        cmd = [
-            "redis-server", "--port", str(port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--maxclients", str(max(nofile - 64, 1000)),
-        ]  # fmt: skip
-        if cpu is not None:
-            cmd = ["taskset", "-c", str(cpu), *cmd]
-        with open(log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                _with_ulimit(cmd, nofile), stdout=log, stderr=subprocess.STDOUT
-            )
-        import redis
-
-        self.client = redis.Redis.from_url(self.url)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.client.ping()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    self.stop()
-                    raise RuntimeError(f"redis-server did not start; see {log_path}") from None
-                time.sleep(0.05)
-
-    def info(self) -> dict[str, Any]:
-        """``INFO`` as a dict."""
-        return dict(self.client.info())
-
-    def stop(self) -> None:
-        """Stop redis-server by its pid."""
-        with contextlib.suppress(Exception):
-            self.client.close()
-        proc = self.proc
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    server = RedisServer(
+        tempfile.mkdtemp(prefix="redis-", dir=ctx.data_dir),
+        cpu=ctx.server_cpu,
+        nofile=nofile,
+        maxclients=max(nofile - 64, 1000),
+        log_path=ctx.data_dir / "redis.log",
+    ).start()
+    return server, redis.Redis.from_url(server.url)
 
 
 class Serving(Protocol):
@@ -268,7 +229,7 @@ class NchanServer:
         self.error_log = self.prefix / "error.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.worker = 0
-        self.helper = GunicornServer(
+        self.helper = gunicorn(
             NCHAN.app,
             nofile=nofile,
             cpu=ctx.server_cpu,
@@ -276,6 +237,7 @@ class NchanServer:
             args=["--backlog", "4096"],
             log_path=self.prefix / "publisher.log",
         )
+        self.helper.port = free_port()
 
     def start(self, timeout: float = 30.0) -> NchanServer:
         """Write the config, start nginx, find its worker, start the helper,
@@ -294,10 +256,9 @@ class NchanServer:
         cmd += ["-g", "daemon off;"]
         if self.cpu is not None:
             cmd = ["taskset", "-c", str(self.cpu), *cmd]
+        cmd = ["sh", "-c", 'ulimit -n "$0" && exec "$@"', str(self.nofile), *cmd]
         with open(self.prefix / "nginx.out", "ab") as out:
-            self.proc = subprocess.Popen(
-                _with_ulimit(cmd, self.nofile), stdout=out, stderr=subprocess.STDOUT
-            )
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while not self.worker:
             if self.proc.poll() is not None:
@@ -305,7 +266,7 @@ class NchanServer:
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"nginx started no worker:\n{self.log_tail()}")
-            workers = worker_pids(self.proc.pid)
+            workers = child_pids(self.proc.pid)
             self.worker = workers[0] if workers else 0
             time.sleep(0.05)
         self.helper.env["BENCH_NCHAN_PID"] = str(self.worker)
@@ -327,17 +288,9 @@ class NchanServer:
         pid; kill the master and its worker if it hangs."""
         self.helper.stop()
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            if self.worker:
-                with contextlib.suppress(OSError):
-                    os.kill(self.worker, signal.SIGKILL)
+        if stop_process(proc) == -signal.SIGKILL and self.worker:
+            with contextlib.suppress(OSError):
+                os.kill(self.worker, signal.SIGKILL)
 
     def log_tail(self, lines: int = 30) -> str:
         """The end of nginx's error log and of the helper's log."""
@@ -354,15 +307,6 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def worker_pids(master: int) -> list[int]:
-    """The child processes of *master* (gunicorn's workers, nginx's worker)."""
-    pids: list[int] = []
-    for task in Path(f"/proc/{master}/task").iterdir():
-        with contextlib.suppress(OSError):
-            pids += [int(p) for p in (task / "children").read_text().split()]
-    return pids
 
 
 def server_stats(port: int) -> dict[str, int]:
@@ -583,18 +527,30 @@ def _start(ctx: Context, impl: Impl, nofile: int, env: dict[str, str]) -> Servin
         assert module is not None  # missing_peer checked
         env = {"BENCH_DATA_DIR": str(ctx.data_dir), **env}
         return NchanServer(ctx, nofile=nofile, module=module, env=env).start()
-    cls = UvicornServer if impl.server == "uvicorn" else GunicornServer
     name = impl.app.split(":")[0].rsplit(".", 1)[-1]
-    server = cls(
-        impl.app,
-        nofile=nofile,
-        workers=impl.workers,
-        cpu=ctx.server_cpu,
-        env={"BENCH_DATA_DIR": str(ctx.data_dir), **env},
-        args=["--backlog", "4096"],
-        log_path=ctx.data_dir / f"fanout-{name}.log",
-    )
-    return server.start()
+    env = {"BENCH_DATA_DIR": str(ctx.data_dir), **env}
+    log_path = ctx.data_dir / f"fanout-{name}.log"
+    server: GunicornServer | UvicornServer
+    if impl.server == "uvicorn":
+        server = UvicornServer(
+            impl.app,
+            nofile=nofile,
+            cpu=ctx.server_cpu,
+            env={"PYTHONPATH": str(ROOT), **env},
+            cwd=str(ROOT),
+            log_path=log_path,
+        )
+    else:
+        server = gunicorn(
+            impl.app,
+            nofile=nofile,
+            workers=impl.workers,
+            cpu=ctx.server_cpu,
+            env=env,
+            args=["--backlog", "4096"],
+            log_path=log_path,
+        )
+    return server.start(30.0)
 
 
 def run_impl(ctx: Context, impl: Impl, *, clients: int, events: int, rate: float = 0.0) -> Run:
@@ -603,16 +559,12 @@ def run_impl(ctx: Context, impl: Impl, *, clients: int, events: int, rate: float
     nofile = nofile_limit()
     run = Run(impl, clients, events)
     redis: RedisServer | None = None
+    redis_client: Any = None
     server: Serving | None = None
     try:
         env: dict[str, str] = {}
         if impl.redis:
-            redis = RedisServer(
-                port=free_port(),
-                cpu=ctx.server_cpu,
-                nofile=nofile,
-                log_path=ctx.data_dir / "redis.log",
-            )
+            redis, redis_client = start_redis(ctx, nofile)
             # Flask-SSE reads the first, our app the second.
             env["BENCH_REDIS_URL"] = env["BENCH_BROKER_URL"] = redis.url
         if impl.workers > 1:
@@ -627,11 +579,11 @@ def run_impl(ctx: Context, impl: Impl, *, clients: int, events: int, rate: float
         fetch(port, "/publish?n=1", timeout=10)
         time.sleep(0.5)
         pids = [server_stats(port)["pid"]]
-        if impl.workers > 1 and isinstance(server, Server) and server.proc is not None:
-            pids = worker_pids(server.proc.pid) or pids
+        if impl.workers > 1 and isinstance(server, GunicornServer):
+            pids = server.worker_pids() or pids
         before = sum(rss_kib(pid) for pid in pids)
-        redis_before = redis.info()["used_memory"] if redis else 0
-        redis_pid = redis.proc.pid if redis else 0
+        redis_before = redis_client.info()["used_memory"] if redis else 0
+        redis_pid = (redis.pid or 0) if redis else 0
         redis_rss_before = rss_kib(redis_pid) if redis else 0
 
         def idle(connected: dict[str, Any]) -> None:
@@ -639,7 +591,7 @@ def run_impl(ctx: Context, impl: Impl, *, clients: int, events: int, rate: float
             time.sleep(1.0)  # let the last connections settle
             run.idle_kib = (sum(rss_kib(pid) for pid in pids) - before) / max(run.connected, 1)
             if redis is not None:
-                info = redis.info()
+                info = redis_client.info()
                 run.redis_clients = int(info["connected_clients"])
                 grown = max(rss_kib(redis_pid) - redis_rss_before, 0) * KiB
                 grown = max(grown, int(info["used_memory"]) - redis_before)
@@ -666,6 +618,9 @@ def run_impl(ctx: Context, impl: Impl, *, clients: int, events: int, rate: float
     finally:
         if server is not None:
             server.stop()
+        if redis_client is not None:
+            with contextlib.suppress(Exception):
+                redis_client.close()
         if redis is not None:
             redis.stop()
     return run

@@ -21,22 +21,20 @@ Load clients that need gevent run as subprocesses (``ctx.client_cmd``).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.client import fetch
+from flask_streaming.testing import GunicornServer
+from flask_streaming.testing import free_port as free_port  # for the scenario modules
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Seconds a benchmark server may take to answer its first ``/health``.
+START_TIMEOUT = 30.0
 
 # --- Registry -----------------------------------------------------------------
 
@@ -130,14 +128,6 @@ def best(measurements: Sequence[Measurement]) -> Measurement:
 # --- Server -------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def cpu_plan() -> tuple[int | None, int | None]:
     """(server cpu, client cpu): two different cores when ``taskset`` exists
     and this process may run on at least two; else ``(None, None)``."""
@@ -150,88 +140,34 @@ def cpu_plan() -> tuple[int | None, int | None]:
     return cpus[0], cpus[1]
 
 
-class Server:
-    """A real gunicorn (``-k gevent``) serving *app* on a free loopback port,
-    optionally pinned to one core with ``taskset``. Stop it with :meth:`stop`
-    (by its own pid)."""
-
-    def __init__(
-        self,
-        app: str = "benchmarks.apps:app",
-        *,
-        workers: int = 1,
-        cpu: int | None = None,
-        env: dict[str, str] | None = None,
-        args: Iterable[str] = (),
-        log_path: Path,
-    ) -> None:
-        self.app = app
-        self.workers = workers
-        self.cpu = cpu
-        self.env = dict(env or {})
-        self.args = list(args)
-        self.log_path = log_path
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def command(self) -> list[str]:
-        """The command line that starts the server."""
-        cmd = [
-            sys.executable, "-m", "gunicorn",
-            "-k", "gevent",
-            "-w", str(self.workers),
-            "-b", f"127.0.0.1:{self.port}",
-            "--worker-connections", "20000",
-            "--timeout", "300",
-            "--graceful-timeout", "5",
-            *self.args,
-            self.app,
-        ]  # fmt: skip
-        if self.cpu is not None:
-            cmd = ["taskset", "-c", str(self.cpu), *cmd]
-        return cmd
-
-    def start(self, timeout: float = 30.0) -> Server:
-        """Start gunicorn and wait until a worker answers ``GET /health``."""
-        env = {**os.environ, "PYTHONPATH": str(ROOT), **self.env}
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                self.command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"gunicorn exited with {self.proc.returncode}; log:\n{self.log_tail()}"
-                )
-            with contextlib.suppress(OSError):
-                r = fetch(self.port, "/health", timeout=2.0, keep_body=True)
-                if r.status == 200:
-                    return self
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"gunicorn did not answer within {timeout}s; log:\n{self.log_tail()}")
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the master (it stops its workers) by its pid; kill if stuck."""
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    def log_tail(self, lines: int = 30) -> str:
-        """The last *lines* of the server's log."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+def gunicorn(
+    app: str = "benchmarks.apps:app",
+    *,
+    workers: int = 1,
+    cpu: int | None = None,
+    nofile: int | None = None,
+    env: dict[str, str] | None = None,
+    args: Iterable[str] = (),
+    log_path: Path,
+) -> GunicornServer:
+    """A :class:`flask_streaming.testing.GunicornServer` (``-k gevent``) for
+    a benchmark: run from the repository root, optionally pinned to core
+    *cpu* and under ``ulimit -n nofile``, ready once a worker answers
+    ``GET /health`` with 200 (every benchmark app has that route). Not
+    started; the caller stops it (by its pid)."""
+    return GunicornServer(
+        app,
+        workers=workers,
+        cpu=cpu,
+        nofile=nofile,
+        env={"PYTHONPATH": str(ROOT), **(env or {})},
+        args=args,
+        cwd=str(ROOT),
+        log_path=str(log_path),
+        ready_path="/health",
+        ready_status=200,
+        timeout=300,
+    )
 
 
 # --- Context ------------------------------------------------------------------
@@ -242,7 +178,7 @@ class Context:
     """What a scenario gets from the runner."""
 
     #: the shared server (``benchmarks.apps:app``, one gevent worker).
-    server: Server
+    server: GunicornServer
     #: smaller sizes, for a smoke run.
     quick: bool
     #: how many times each side is measured (the best run counts).
@@ -256,7 +192,7 @@ class Context:
     server_cpu: int | None
     #: per-run timeout (s) for one load loop.
     timeout: float = 120.0
-    _servers: list[Server] = dataclasses.field(default_factory=list)
+    _servers: list[GunicornServer] = dataclasses.field(default_factory=list)
 
     @property
     def port(self) -> int:
@@ -267,14 +203,15 @@ class Context:
         """*quick* in a smoke run, else *full*."""
         return quick if self.quick else full
 
-    def start_server(self, app: str = "benchmarks.apps:app", **kwargs: Any) -> Server:
-        """Start another server (stopped by the runner at the end)."""
+    def start_server(self, app: str = "benchmarks.apps:app", **kwargs: Any) -> GunicornServer:
+        """Start another server (:func:`gunicorn`; stopped by the runner at
+        the end)."""
         kwargs.setdefault("cpu", self.server_cpu)
         kwargs.setdefault("log_path", self.data_dir / f"server-{len(self._servers) + 2}.log")
         env = {"BENCH_DATA_DIR": str(self.data_dir), **kwargs.pop("env", {})}
-        server = Server(app, env=env, **kwargs)
+        server = gunicorn(app, env=env, **kwargs)
         self._servers.append(server)
-        return server.start()
+        return server.start(START_TIMEOUT)
 
     def client_cmd(self, *args: str) -> list[str]:
         """A command line for a load-client subprocess, pinned to the client

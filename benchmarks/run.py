@@ -36,12 +36,13 @@ from benchmarks import scenarios as _scenarios  # noqa: E402, F401  (registers s
 from benchmarks import transfers as _transfers  # noqa: E402, F401  (uploads, tus)
 from benchmarks.harness import (  # noqa: E402
     SCENARIOS,
+    START_TIMEOUT,
     Check,
     Context,
     Measurement,
     Result,
-    Server,
     cpu_plan,
+    gunicorn,
     render,
 )
 
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     if client_cpu is not None:
         os.sched_setaffinity(0, {client_cpu})
     data_dir = Path(tempfile.mkdtemp(prefix="flask-streaming-bench-", dir="/tmp"))
-    server = Server(
+    server = gunicorn(
         cpu=server_cpu,
         env={"BENCH_DATA_DIR": str(data_dir)},
         log_path=data_dir / "server.log",
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     results: list[Result] = []
     try:
-        server.start()
+        server.start(START_TIMEOUT)
         for s in selected:
             print(f"running {s.name}: {s.description} ...", file=sys.stderr, flush=True)
             try:

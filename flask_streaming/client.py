@@ -34,6 +34,7 @@ from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .testing import Event, EventParser
+from .tus_version import TUS_VERSION
 
 if TYPE_CHECKING:
     import httpx
@@ -51,7 +52,6 @@ __all__ = [
 
 #: Default segment (native) or ``PATCH`` (tus) size: 8 MiB.
 DEFAULT_SEGMENT_SIZE = 8 << 20
-TUS_VERSION = "1.0.0"
 _RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 

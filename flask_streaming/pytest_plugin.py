@@ -45,43 +45,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        text = path.read_text("utf-8", "replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _wait_for_worker(server: GunicornServer, timeout: float = 20.0) -> None:
-    """Wait until a worker answers HTTP (any status): the master listens
-    before a worker has imported the app, and exits if none can."""
-    import http.client
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.proc is None or server.proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited: no worker could load {server.app!r}")
-        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=2)
-        try:
-            conn.request("HEAD", "/")
-            conn.getresponse().read()
-            return
-        except (OSError, http.client.HTTPException):
-            time.sleep(0.05)
-        finally:
-            conn.close()
-    raise RuntimeError(f"no gunicorn worker answered within {timeout}s")
-
-
 @pytest.fixture
 def streaming_server(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[Callable[..., GunicornServer]]:
     """Factory: ``streaming_server(app=None, *, workers=1, env=None,
-    args=(), cwd=None)`` starts ``gunicorn -k gevent`` serving *app* (a
-    gunicorn app spec; default: the ``streaming_app`` ini value) and returns
+    args=(), cwd=None, log_path=None, ...)`` (the keywords are those of
+    :class:`~flask_streaming.testing.GunicornServer`) starts ``gunicorn -k
+    gevent`` serving *app* (a gunicorn app spec; default: the
+    ``streaming_app`` ini value), waits until a worker answers, and returns
     the running :class:`~flask_streaming.testing.GunicornServer` (``.url``,
     ``.port``, ``.stop()``, ``.start()`` again on the same port). Every
     server started is stopped at the end of the test."""
@@ -97,21 +69,17 @@ def streaming_server(
             raise pytest.UsageError(
                 "streaming_server() needs an app spec (or set streaming_app in the pytest ini)"
             )
-        log = tmp_path / "gunicorn.log"
         kwargs.setdefault("cwd", root)
-        kwargs.setdefault("log_path", str(log))
+        kwargs.setdefault("log_path", str(tmp_path / "gunicorn.log"))
+        # The master listens before a worker has imported the app (and exits
+        # if none can): wait for a worker's answer, whatever its status.
+        kwargs.setdefault("ready_path", "/")
         pythonpath = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
         env = {"PYTHONPATH": pythonpath, "INSTANCE_PATH": str(tmp_path / "instance")}
         env.update(kwargs.pop("env", None) or {})
         server = GunicornServer(spec, env=env, **kwargs)
         servers.append(server)
-        try:
-            server.start()
-            _wait_for_worker(server)
-        except RuntimeError as exc:
-            server.stop()
-            raise RuntimeError(f"{exc}\n--- {log} ---\n{_tail(log)}") from None
-        return server
+        return server.start()
 
     try:
         yield start

@@ -1,17 +1,19 @@
 """Shared fixtures: an app factory, live gunicorn servers, a real redis-server.
 
-Live servers are real gunicorn processes with the gevent worker on a free
-loopback port; each is stopped by its own pid when the test ends. The pytest
-process itself is never monkey-patched.
+The servers are :mod:`flask_streaming.testing`'s (the same helpers users'
+tests and our benchmarks use): live servers are real gunicorn processes with
+the gevent worker on a free loopback port, and Redis is a real
+``redis-server``; each is stopped by its own pid when the test ends. The
+pytest process itself is never monkey-patched.
+
+In CI (``$CI`` set) a skipped test fails the run unless it is on
+``tests/skip_allowlist.txt`` (see :mod:`tests.ci_skips`).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,9 +22,11 @@ import pytest
 from flask import Flask
 
 from flask_streaming import Streaming
-from flask_streaming.testing import GunicornServer, free_port
+from flask_streaming.testing import GunicornServer, RedisServer
+from tests.ci_skips import pytest_addoption, pytest_configure  # noqa: F401  (hooks)
 
 ROOT = Path(__file__).resolve().parent.parent
+REDIS_MISSING = "redis-server is not installed (apt-get install redis-server; scripts/test does)"
 
 
 @pytest.fixture
@@ -40,76 +44,31 @@ def client(app: Flask) -> Any:
 
 
 @pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[Callable[..., GunicornServer]]:
-    """Factory: ``live_server("tests.apps.sse:create_app()", workers=1, env={})``
-    starts gunicorn -k gevent from the repository root; all are stopped at
-    the end of the test. The server's log is ``server.log`` in tmp_path."""
-    servers: list[GunicornServer] = []
+def live_server(
+    streaming_server: Callable[..., GunicornServer], tmp_path: Path
+) -> Callable[..., GunicornServer]:
+    """The shipped ``streaming_server`` fixture (flask_streaming.pytest_plugin)
+    with the server's log at ``tmp_path / "server.log"``:
+    ``live_server("tests.apps.sse:create_app()", workers=1, env={})``."""
 
     def start(app: str, **kwargs: Any) -> GunicornServer:
-        kwargs.setdefault("cwd", str(ROOT))
         kwargs.setdefault("log_path", str(tmp_path / "server.log"))
-        env = {"PYTHONPATH": str(ROOT), "INSTANCE_PATH": str(tmp_path / "instance")}
-        env.update(kwargs.pop("env", {}))
-        server = GunicornServer(app, env=env, **kwargs)
-        servers.append(server)
-        return server.start()
+        return streaming_server(app, **kwargs)
 
-    try:
-        yield start
-    finally:
-        for server in servers:
-            server.stop()
+    return start
 
 
-class RedisServer:
-    """A redis-server of the test session's own, on a free port."""
-
-    def __init__(self, workdir: Path, *, appendonly: bool = False) -> None:
-        self.workdir = workdir
-        self.appendonly = appendonly
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        cmd = [
-            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-            "--save", "", "--dir", str(self.workdir),
-            "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "always",
-        ]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self, *, kill: bool = False) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            if kill:
-                self.proc.kill()
-            else:
-                self.proc.terminate()
-            self.proc.wait(10)
-        self.proc = None
+def _persistence(kwargs: dict[str, Any]) -> None:
+    """``appendonly=True`` (the old keyword) means ``persistence="always"``."""
+    if "appendonly" in kwargs:
+        kwargs.setdefault("persistence", "always" if kwargs.pop("appendonly") else "none")
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A real redis-server for the whole session (skips when not installed)."""
+    """A real redis-server for the whole session (no persistence)."""
     if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+        pytest.skip(REDIS_MISSING)
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     try:
         yield server
@@ -119,12 +78,17 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 @pytest.fixture
 def redis_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
-    """Factory for a redis-server a test may kill and restart."""
+    """Factory for a redis-server a test may kill and restart:
+    ``redis_factory(persistence="everysec")`` returns a started
+    :class:`~flask_streaming.testing.RedisServer` (``.kill()``,
+    ``.restart()``, ``.stop()``, ``.url``); all are killed at the end."""
     if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+        pytest.skip(REDIS_MISSING)
     servers: list[RedisServer] = []
 
     def make(**kwargs: Any) -> RedisServer:
+        _persistence(kwargs)
+        kwargs.setdefault("log_path", str(tmp_path / f"redis{len(servers)}.log"))
         server = RedisServer(tmp_path / f"redis{len(servers)}", **kwargs)
         servers.append(server)
         return server.start()
@@ -133,7 +97,7 @@ def redis_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
         yield make
     finally:
         for server in servers:
-            server.stop(kill=True)
+            server.kill()
 
 
 def pytest_report_header() -> str:

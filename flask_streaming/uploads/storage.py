@@ -36,7 +36,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import IO, Any, Protocol
 
 from .locks import FileLock
@@ -400,11 +400,6 @@ class FileStorage:
 
     def open_data(self, session_id: str, offset: int = 0, size: int | None = None) -> IO[bytes]:
         return open_range(os.path.join(self._dir(session_id), "data"), offset, size)
-
-    def stale_temp_files(self, session_id: str) -> Iterator[str]:
-        folder = os.path.join(self._dir(session_id), "tmp")
-        with os.scandir(folder) as it:
-            yield from (e.path for e in it)
 
     # -- post-commit signal acknowledgements ---------------------------------
     def _acks(self, session_id: str) -> str:

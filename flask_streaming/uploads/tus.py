@@ -56,6 +56,7 @@ from ..errors import (
     http_error_response,
 )
 from ..settings import Settings
+from ..tus_version import TUS_VERSION
 from .ranges import PARTIAL, complete_if_full, set_length
 from .sessions import OPEN, UploadSession
 from .tus_concat import create_final, finish_waiting_finals, is_final, try_finish
@@ -63,7 +64,6 @@ from .tus_headers import (
     OFFSET_OCTET_STREAM,
     OVERRIDABLE,
     TUS_EXTENSIONS,
-    TUS_VERSION,
     check_version,
     checksum_algorithms,
     parse_concat,

@@ -12,10 +12,9 @@ import re
 from urllib.parse import urlsplit
 
 from ..errors import BadRequest, StreamingError
+from ..tus_version import TUS_VERSION
 from .bodies import CHECKSUM_ALGORITHMS
 
-#: The only protocol version served.
-TUS_VERSION = "1.0.0"
 #: ``Tus-Extension``: every extension implemented.
 TUS_EXTENSIONS = (
     "creation",

@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+from flask_streaming.testing import RedisServer
+
 from .common import (
     Publisher,
     Result,
@@ -23,14 +25,12 @@ from .common import (
 )
 
 
-def _redis(workdir: Path) -> object | None:
+def _redis(workdir: Path) -> RedisServer | None:
     import shutil
 
     if shutil.which("redis-server") is None:
         return None
-    from tests.conftest import RedisServer
-
-    return RedisServer(workdir, appendonly=True).start()
+    return RedisServer(workdir, persistence="always").start()
 
 
 def _catch_up(subs: list[ResumingSubscriber], ids: list[int], timeout: float) -> None:
@@ -67,7 +67,7 @@ def reload_and_term(
         res.notes.append("redis-server missing: not run")
         return res
     try:
-        env = {"BROKER_URL": rs.url, "MAX_SESSIONS": "0", "HISTORY": "100000"}  # type: ignore[attr-defined]
+        env = {"BROKER_URL": rs.url, "MAX_SESSIONS": "0", "HISTORY": "100000"}
         with gunicorn(workdir, workers=2, env=env) as server:
             reconnects = 0
             for cycle in range(cycles):
@@ -118,7 +118,7 @@ def reload_and_term(
                 res.notes.append(f"cycle {cycle}: {len(pub.ok)} events")
             res.notes.append(f"{reconnects} reconnects by Last-Event-ID")
     finally:
-        rs.stop(kill=True)  # type: ignore[attr-defined]
+        rs.kill()
     return res
 
 
@@ -132,7 +132,7 @@ def redis_restart(workdir: Path, cycles: int, *, subscribers: int = 10) -> Resul
         res.notes.append("redis-server missing: not run")
         return res
     try:
-        env = {"BROKER_URL": rs.url, "HISTORY": "100000"}  # type: ignore[attr-defined]
+        env = {"BROKER_URL": rs.url, "HISTORY": "100000"}
         with gunicorn(workdir, workers=2, env=env) as server:
             res.runs += 1
             subs = [ResumingSubscriber(server.port, "durable") for _ in range(subscribers)]
@@ -144,9 +144,9 @@ def redis_restart(workdir: Path, cycles: int, *, subscribers: int = 10) -> Resul
             pub.start()
             for _ in range(cycles):
                 time.sleep(0.7)
-                rs.stop(kill=True)  # type: ignore[attr-defined]
+                rs.kill()
                 time.sleep(0.5)
-                rs.start()  # type: ignore[attr-defined]
+                rs.start()
             time.sleep(1.5)
             pub.stop()
             _catch_up(subs, pub.ok, 20)
@@ -160,7 +160,7 @@ def redis_restart(workdir: Path, cycles: int, *, subscribers: int = 10) -> Resul
                 f"{cycles} kills, {len(pub.ok)} published, {pub.failed} refused while down"
             )
     finally:
-        rs.stop(kill=True)  # type: ignore[attr-defined]
+        rs.kill()
     return res
 
 
