@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .channels import subscribe_response
 from .client_js import client_url
-from .errors import StreamingError
+from .errors import BrokerUnavailable, StreamingError
 from .extension import Streaming
 from .responses import (
     ResponseStream,
@@ -34,6 +34,7 @@ from .uploads import Segment, UploadSession, get_upload_service
 __version__ = "0.1.0"
 
 __all__ = [
+    "BrokerUnavailable",
     "ConfigError",
     "EventStream",
     "ResponseStream",

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from .errors import TRANSIENT_500_CODES
 from .testing import Event, EventParser
 from .tus_version import TUS_VERSION
 
@@ -149,7 +150,7 @@ def _request(
             continue
         if response.is_success:
             return response
-        retryable = response.status_code in _RETRYABLE_STATUS or (
+        retryable = _retryable(response) or (
             retry_conflict
             and response.status_code == 409
             and (_json(response) or {}).get("error") == "retry"
@@ -161,6 +162,14 @@ def _request(
             continue
         raise ServerError(response.status_code, _json(response), url)
     raise AssertionError("unreachable")
+
+
+def _retryable(response: httpx.Response) -> bool:
+    """Whether sending again may help: a 500 only for a transient code
+    (:data:`~flask_streaming.errors.TRANSIENT_500_CODES`)."""
+    if response.status_code == 500:
+        return (_json(response) or {}).get("error") in TRANSIENT_500_CODES
+    return response.status_code in _RETRYABLE_STATUS
 
 
 def _endpoint(url: str, protocol: str) -> str:

@@ -141,6 +141,20 @@ class ServiceUnavailable(StreamingError):
     status, code = 503, "service_unavailable"
 
 
+class BrokerUnavailable(ServiceUnavailable):
+    """503: the channels' broker (Redis) cannot be reached, or did not answer
+    within its socket timeout. Raised by
+    :meth:`Streaming.publish <flask_streaming.Streaming.publish>` (the
+    event was not published; publish again later) with the broker's own
+    exception as ``__cause__``. Answered as JSON 503 with ``Retry-After``."""
+
+    status, code = 503, "broker_unavailable"
+
+    def __init__(self, message: str = "The channels' broker is unavailable.", **kw: Any) -> None:
+        kw.setdefault("headers", {"Retry-After": "5"})
+        super().__init__(message, **kw)
+
+
 class Locked(StreamingError):
     """423: another request is writing the same upload right now."""
 
@@ -158,6 +172,12 @@ class StorageFailed(StreamingError):
     disk); nothing was accepted, the client may send again."""
 
     status, code = 500, "storage_error"
+
+
+#: The codes of 500 answers that may succeed when sent again (a hook or the
+#: store failed this time). Clients retry a 500 only for these; any other
+#: 500 (e.g. ``hook_result_invalid``, a server bug) is final.
+TRANSIENT_500_CODES = frozenset({"hook_failed", "storage_error"})
 
 
 def _http_code(exc: HTTPException) -> str:

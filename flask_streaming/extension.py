@@ -7,9 +7,10 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Flask, current_app, has_app_context
+from flask import Flask, Response, current_app, has_app_context
 
 from .brokers import Broker, create_broker
+from .errors import BrokerUnavailable
 from .server import check_server
 from .settings import Settings
 from .signals import event_published
@@ -34,6 +35,10 @@ class _State:
             self._broker = create_broker(self.settings)
             self._broker_pid = os.getpid()
         return self._broker
+
+
+def _broker_unavailable(exc: BrokerUnavailable) -> Response:
+    return exc.response()
 
 
 def default_channel_authorizer(channel: str, action: str) -> bool:
@@ -180,6 +185,10 @@ class Streaming:
         app.extensions["streaming"] = _State(self, settings)
         self._apps.add(app)
         check_server(settings)
+        if BrokerUnavailable not in app.error_handler_spec[None][None]:
+            # A publish from any view of the app: JSON 503 + Retry-After,
+            # not an HTML 500 (an app's own handler, set before, wins).
+            app.register_error_handler(BrokerUnavailable, _broker_unavailable)
         if self.register_blueprint and settings.routes:
             app.register_blueprint(
                 create_blueprint(settings, self.view_decorators),
@@ -218,17 +227,35 @@ class Streaming:
         return bool(self._channel_authorizer(channel, action))
 
     def _app(self, app: Flask | None) -> Flask:
-        if app is not None:
-            return app
-        if has_app_context():
-            return current_app._get_current_object()  # type: ignore[attr-defined,no-any-return]
-        apps = list(self._apps)
-        if len(apps) == 1:
-            return apps[0]
-        raise RuntimeError("Pass app=...: no app context and not exactly one app registered.")
+        if app is None and has_app_context():
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+        if app is None:
+            apps = list(self._apps)
+            if len(apps) == 1:
+                return apps[0]
+            if not apps:
+                raise RuntimeError(
+                    "This Streaming extension was never registered with an app:"
+                    " call streaming.init_app(app) (or Streaming(app)) first."
+                )
+            raise RuntimeError(
+                "Pass app=...: there is no app context and this Streaming extension"
+                f" is registered with {len(apps)} apps."
+            )
+        state = app.extensions.get("streaming")
+        if state is None or state.extension is not self:
+            raise RuntimeError(
+                f"This Streaming extension is not registered with app {app.name!r}:"
+                " call streaming.init_app(app) first."
+            )
+        return app
 
     def broker(self, app: Flask | None = None) -> Broker:
-        """The broker of *app* (default: the current or only app) in this process."""
+        """The broker of *app* (default: the current or only app) in this process.
+
+        :raises RuntimeError: when the extension was never ``init_app``-ed
+            with that app.
+        """
         broker: Broker = self._app(app).extensions["streaming"].broker
         return broker
 
@@ -251,6 +278,11 @@ class Streaming:
         :param id: an explicit id, an integer above every id so far (default:
             the broker's next).
         :param retry: a ``retry:`` field for the subscribers.
+        :raises BrokerUnavailable: the broker (Redis) could not be reached or
+            did not answer within its socket timeout; the event was not
+            published. (A JSON 503 with ``Retry-After`` when not caught.)
+        :raises RuntimeError: when :meth:`init_app` was never called for the
+            app.
         """
         target = self._app(app)
         with target.app_context():

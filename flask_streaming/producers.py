@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from flask import has_request_context, request
+
 from .transport import logger
 
 if TYPE_CHECKING:
@@ -92,6 +94,10 @@ def pump(
         iterable raises (``None``: abort without a word).
     """
 
+    where = "outside a request"
+    if has_request_context():
+        where = f"{request.method} {request.path}"
+
     def run(outbox: Outbox) -> None:
         it = iter(iterable)
         green = outbox._lock is None
@@ -111,7 +117,8 @@ def pump(
             else:
                 outbox.finish("complete")
         except Exception as exc:
-            logger.exception("flask_streaming: the stream's source raised")
+            # The one traceback of a failing stream (the server logs none).
+            logger.exception("flask_streaming: the stream's source raised (%s)", where)
             error = on_error(exc) if on_error is not None else None
             outbox.finish("error", error or b"")
         finally:

@@ -16,6 +16,7 @@ that long-lived streams need gevent.
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import logging
 import os
@@ -157,9 +158,18 @@ def _writable(fd: int) -> bool:
     return bool(p.poll(0))
 
 
-class StreamAborted(RuntimeError):
+class StreamAborted(BrokenPipeError):
     """Raised out of a :class:`StreamBody` after a producer failed, so that the
-    server aborts the connection instead of ending a short body cleanly."""
+    server aborts the connection instead of ending a short body cleanly (a
+    chunked response then looks truncated to the client, never complete).
+
+    It is a :class:`BrokenPipeError` (``errno.EPIPE``): servers drop the
+    connection without logging a second traceback (gunicorn ignores
+    ``EPIPE``; the one traceback, with method and path, is the producer's).
+    """
+
+    def __init__(self, message: str = "the stream's source failed") -> None:
+        super().__init__(errno.EPIPE, message)
 
 
 class _GreenWake:
@@ -560,7 +570,8 @@ class StreamBody:
                 if outbox.error is not None:
                     if outbox.error:
                         yield outbox.error
-                    raise StreamAborted("the stream's source failed")
+                    self._shut()
+                    raise StreamAborted()
                 return
             if not outbox.wait(ping) and ping is not None and not outbox.gone:
                 if guarded and not self._has_room():
@@ -599,6 +610,14 @@ class StreamBody:
                 self.environ["gunicorn.socket"].shutdown(socket.SHUT_RDWR)
             return False
         return True
+
+    def _shut(self) -> None:
+        """Shut the client's socket (gunicorn), so that no server can end the
+        response cleanly after a failure."""
+        sock = self.environ.get("gunicorn.socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         """Called by the server when the response ends, however it ends."""

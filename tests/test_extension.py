@@ -14,6 +14,7 @@ from flask import Flask, abort, request
 from flask_streaming import Settings, Streaming, sse_response, stream_closed, stream_opened
 from flask_streaming.settings import get_settings
 from flask_streaming.testing import parse_events
+from flask_streaming.transport import StreamAborted
 
 ORIGIN = "https://app.example.com"
 
@@ -366,7 +367,7 @@ def test_signal_reasons_error_and_disconnect(tmp_path: Path) -> None:
     closed: list[tuple[str, Any, dict[str, Any]]] = []
     with stream_closed.connected_to(_record(closed, "closed"), app):
         r = app.test_client().get("/fail", buffered=False)
-        with pytest.raises(RuntimeError):
+        with pytest.raises(StreamAborted):
             list(r.response)
         r.close()
         r = app.test_client().get("/forever", buffered=False)

@@ -39,6 +39,7 @@ from typing import Any
 
 import redis
 
+from ..errors import BrokerUnavailable
 from .base import (
     RESET_UNKNOWN_ID,
     Broker,
@@ -57,6 +58,12 @@ logger = logging.getLogger("flask_streaming")
 #: Redis connections a process uses for publishing and replay (besides its
 #: one pub/sub connection).
 POOL_SIZE = 32
+#: Seconds to connect to Redis, and to wait for any one answer, before a
+#: publish raises :class:`~flask_streaming.BrokerUnavailable` (a Redis that
+#: accepts and never answers must not hold a worker forever). A
+#: ``socket_timeout`` / ``socket_connect_timeout`` query parameter of the URL
+#: wins (``redis://host:6379/0?socket_timeout=2``).
+SOCKET_TIMEOUT = 5.0
 
 
 def stream_bound(history_size: int) -> int:
@@ -164,7 +171,11 @@ class RedisPublisher:
         if client is None:
             client = redis.Redis(
                 connection_pool=redis.BlockingConnectionPool.from_url(
-                    url, max_connections=POOL_SIZE, timeout=30
+                    url,
+                    max_connections=POOL_SIZE,
+                    timeout=30,
+                    socket_timeout=SOCKET_TIMEOUT,
+                    socket_connect_timeout=SOCKET_TIMEOUT,
                 )
             )
         client.connection_pool.connection_kwargs["redis_connect_func"] = self._on_connect
@@ -224,14 +235,20 @@ class RedisPublisher:
         return self.publish_encoded(channel, body, explicit_seq(id))
 
     def publish_encoded(self, channel: str, body: bytes, min_seq: int | None) -> str:
-        """Publish an encoded event body (without ``id:``); return its id."""
-        gen, seq = self._script(
-            keys=[self.id_key, self.stream_key(channel), self.record_key(channel),
-                  self.pubsub_channel],
-            args=[body, self.history_size, "" if min_seq is None else min_seq, channel,
-                  new_generation(), self.ttl_ms, 2 * self.ttl_ms,
-                  stream_bound(self.history_size)],
-        )  # fmt: skip
+        """Publish an encoded event body (without ``id:``); return its id.
+
+        :raises BrokerUnavailable: Redis unreachable, or no answer in time.
+        """
+        try:
+            gen, seq = self._script(
+                keys=[self.id_key, self.stream_key(channel), self.record_key(channel),
+                      self.pubsub_channel],
+                args=[body, self.history_size, "" if min_seq is None else min_seq, channel,
+                      new_generation(), self.ttl_ms, 2 * self.ttl_ms,
+                      stream_bound(self.history_size)],
+            )  # fmt: skip
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise BrokerUnavailable(f"Redis is unavailable: {exc}") from exc
         self.generation = gen.decode("ascii")
         return format_id(self.generation, int(seq))
 

@@ -21,6 +21,8 @@
 // with the content hash, cached for a year).
 
 const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
+// A 500 is retried only for these codes (flask_streaming.errors.TRANSIENT_500_CODES).
+const TRANSIENT_500_CODES = new Set(["hook_failed", "storage_error"]);
 const DEFAULT_BACKOFF = { retries: 5, initial: 250, factor: 2, max: 10000 };
 
 /** An HTTP error answer from the server; `body` is its parsed JSON (or null). */
@@ -142,7 +144,9 @@ export class StreamingClient {
       }
       if (response.ok) return response;
       const retryable =
-        RETRYABLE_STATUS.has(response.status) ||
+        (response.status === 500
+          ? TRANSIENT_500_CODES.has((await readJson(response.clone()))?.error)
+          : RETRYABLE_STATUS.has(response.status)) ||
         (retryConflict && response.status === 409 && response.headers.get("content-type")?.includes("json"));
       if (retryable && attempt < backoff.retries) {
         const body = response.status === 409 ? await readJson(response.clone()) : null;

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import StreamingError
@@ -36,18 +36,50 @@ class CompletionResult:
 
 
 class HookFailed(StreamingError):
-    """500: a signal receiver raised (logged with its traceback)."""
+    """500: a signal receiver raised (logged with its traceback). Code
+    ``hook_failed`` is transient (the client may send again: the receivers
+    run again); ``hook_result_invalid`` is not (a receiver returned what the
+    app's JSON provider cannot serialise: a server bug that sending again
+    cannot fix)."""
 
     status, code = 500, "hook_failed"
 
 
-def merge_results(results: list[tuple[Any, Any]], what: str) -> dict[str, Any]:
+class HookResultInvalid(TypeError):
+    """A receiver returned something that is not a dict the app's JSON
+    provider can serialise. :attr:`receiver` is that receiver."""
+
+    def __init__(self, message: str, receiver: Any) -> None:
+        super().__init__(message)
+        self.receiver = receiver
+
+
+def merge_results(
+    results: list[tuple[Any, Any]], what: str, dumps: Callable[[Any], str] = json.dumps
+) -> dict[str, Any]:
+    """Merge the receivers' dicts in connection order, each made plain JSON
+    through *dumps* (the app's JSON provider: a ``datetime`` becomes its
+    string there), so that what is stored and what is answered agree.
+
+    :raises HookResultInvalid: naming the receiver whose value is not a
+        mapping or cannot be serialised.
+    """
     merged: dict[str, Any] = {}
     for receiver, value in results:
         if value is None:
             continue
         if not isinstance(value, Mapping):
-            raise TypeError(f"{what} receiver {receiver!r} returned {type(value).__name__}")
-        merged.update(value)
-    json.dumps(merged)  # must be JSON-serialisable
+            raise HookResultInvalid(
+                f"{what} receiver {receiver!r} returned {type(value).__name__}, not a dict",
+                receiver,
+            )
+        try:
+            plain = json.loads(dumps(dict(value)))
+        except (TypeError, ValueError) as exc:
+            raise HookResultInvalid(
+                f"{what} receiver {receiver!r} returned a value the app's JSON"
+                f" provider cannot serialise: {exc}",
+                receiver,
+            ) from exc
+        merged.update(plain)
     return merged

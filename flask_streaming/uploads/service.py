@@ -60,7 +60,13 @@ from .bodies import parse_checksum, read_body, same_bytes
 from .delivery import Pending
 from .json_body import MAX_JSON_DEPTH, check_value_depth
 from .locks import FileLock, LockTimeout
-from .results import CompletionResult, HookFailed, SegmentResult, merge_results
+from .results import (
+    CompletionResult,
+    HookFailed,
+    HookResultInvalid,
+    SegmentResult,
+    merge_results,
+)
 from .segments import Segment
 from .sessions import COMPLETED, OPEN, UploadSession, new_session_id, valid_session_id
 from .storage import Staging, Storage
@@ -123,9 +129,17 @@ class UploadService:
     def _send(self, signal: Signal, what: str, **kwargs: Any) -> dict[str, Any]:
         """Send *signal*; a refusal propagates, anything else → hook_failed."""
         try:
-            return merge_results(signal.send(self.app, **kwargs), what)
+            return merge_results(signal.send(self.app, **kwargs), what, self.app.json.dumps)
         except StreamingError:
             raise
+        except HookResultInvalid as exc:
+            self.app.logger.error("flask_streaming: %s", exc)
+            raise HookFailed(
+                f"a {what} receiver returned a result the server cannot send (a server"
+                " bug); nothing was accepted, sending again will not help",
+                code="hook_result_invalid",
+                hook=what,
+            ) from exc
         except Exception as exc:
             self.app.logger.exception("a %s receiver failed", what)
             raise HookFailed(

@@ -1,14 +1,41 @@
-"""An app for the production tests (tests/test_settings.py, tests/test_prod*.py):
-its settings as the worker sees them, publishing, and the environment's
-``STREAMING_*`` keys as config."""
+"""An app for the production tests (tests/test_settings.py,
+tests/test_prod_errors.py): the environment's ``STREAMING_*`` keys as config,
+and
+
+* ``/settings``: the settings as the worker sees them;
+* ``POST /publish/<channel>``: a publish from the app's own view;
+* ``/failing``: an SSE stream whose generator raises after two events;
+* ``/client-test``: a bare page importing the JS client as ``window.fs``;
+* a partial hook that returns ``{"at": <datetime>}``, or, for a session
+  whose metadata has ``bad_result``, an object no JSON provider serialises;
+  ``/hook-calls`` counts its calls.
+"""
 
 from __future__ import annotations
 
+import datetime
 import os
+from collections.abc import Iterator
+from typing import Any
 
-from flask import Flask
+from flask import Flask, Response, render_template_string
 
-from flask_streaming import Streaming
+from flask_streaming import Streaming, sse_response
+from flask_streaming.signals import segment_received
+from flask_streaming.uploads import Segment, UploadSession
+
+PAGE = """<!doctype html>
+<meta charset="utf-8">
+<title>client test</title>
+<script type="module">
+  import * as fs from "{{ streaming_client_url() }}";
+  window.fs = fs;
+  window.ready = true;
+</script>
+"""
+
+#: What the partial hook returns as ``at``.
+WHEN = datetime.datetime(2026, 11, 30, 12, 0, tzinfo=datetime.UTC)
 
 
 def create_app() -> Flask:
@@ -17,6 +44,18 @@ def create_app() -> Flask:
         if key.startswith("STREAMING_"):
             app.config[key] = value
     streaming = Streaming(app)
+    calls = {"n": 0}
+
+    @segment_received.connect_via(app)
+    def stamp(sender: Flask, session: UploadSession, segment: Segment, **kw: Any) -> Any:
+        calls["n"] += 1
+        if session.metadata.get("bad_result"):
+            return {"at": object()}
+        return {"at": WHEN}
+
+    @app.get("/hook-calls")
+    def hook_calls() -> dict[str, int]:
+        return calls
 
     @app.get("/settings")
     def settings() -> dict[str, object]:
@@ -26,5 +65,18 @@ def create_app() -> Flask:
     @app.post("/publish/<channel>")
     def publish(channel: str) -> dict[str, object]:
         return {"id": streaming.publish(channel, {"n": 1})}
+
+    @app.get("/failing")
+    def failing() -> Response:
+        def events() -> Iterator[str]:
+            yield "one"
+            yield "two"
+            raise ValueError("the source broke")
+
+        return sse_response(events())
+
+    @app.get("/client-test")
+    def client_test() -> str:
+        return render_template_string(PAGE)
 
     return app
