@@ -8,6 +8,7 @@ one write.
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -16,6 +17,7 @@ from flask import Blueprint, Response, current_app, request
 
 from .brokers import Broker, Subscriber, check_channel
 from .errors import BadRequest, Forbidden, TooManyRequests
+from .revocation import GuardedSubscription
 from .settings import Settings, get_settings
 from .sse import SSE_HEADERS, ServerSentEvent, _event_body, event_stream_response, jittered_retry
 from .transport import Outbox
@@ -48,6 +50,8 @@ def subscribe_response(
     ping: float | None = None,
     retry: int | None = None,
     headers: Mapping[str, str] | None = None,
+    user: str | None = None,
+    recheck: Callable[[], bool] | None = None,
 ) -> Response:
     """An event stream of *channels* through the app's broker.
 
@@ -56,6 +60,12 @@ def subscribe_response(
         ``stream-reset`` event comes first.
     :param retry: ``retry:`` sent first (default ``STREAMING_RETRY``, else
         3000 ms, so that a stream after a shutdown resets the jittered value).
+    :param user: whom the stream belongs to, for
+        :meth:`Streaming.end_streams <flask_streaming.Streaming.end_streams>`
+        (default: the ``stream_user`` hook's answer).
+    :param recheck: ``fn() -> bool`` run every
+        ``STREAMING_REAUTHORIZE_INTERVAL`` seconds (when set); ``False``
+        ends the stream (see :mod:`flask_streaming.revocation`).
     :raises TooManyRequests: the client address already holds
         ``STREAMING_MAX_CONNECTIONS_PER_CLIENT`` streams in this worker (429
         with ``Retry-After``; the per-worker limit instead answers a 200
@@ -80,11 +90,15 @@ def subscribe_response(
     outbox = Outbox()
     sub = Subscriber(broker, names, outbox, last_event_id, client)
     sub.retry = settings.retry or 3000
+    state = current_app.extensions["streaming"]
+    if user is None:
+        user = state.extension.current_stream_user()
+    source = GuardedSubscription(sub, state.streams, user, recheck)
     body = _event_body(
         outbox,
         ping=ping,
         retry=retry if retry is not None else (settings.retry or 3000),
-        producer=sub,
+        producer=source,
         channels=names,
     )
     return event_stream_response(body, headers=headers)
@@ -146,4 +160,24 @@ def register_event_views(
                 raise Forbidden(f"Not allowed to subscribe to {name!r}.", channel=name)
         # The header wins: a reconnecting browser resends the old query string.
         last_id = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
-        return subscribe_response(names, last_event_id=last_id)
+        recheck = None
+        if settings.reauthorize_interval > 0:
+            recheck = _recheck(extension, tuple(names))
+        return subscribe_response(names, last_event_id=last_id, recheck=recheck)
+
+
+def _recheck(extension: Any, names: tuple[str, ...]) -> Callable[[], bool]:
+    """Ask the channel hook again for *names*, later and from another
+    greenlet, in a request context like the current one (same headers,
+    cookies and address; no body, no socket)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    environ = {
+        k: v for k, v in request.environ.items() if k not in ("gunicorn.socket", "wsgi.input")
+    }
+    environ.update({"wsgi.input": io.BytesIO(), "CONTENT_LENGTH": "0"})
+
+    def allowed() -> bool:
+        with app.request_context(environ):
+            return all(extension.channel_allowed(name, "subscribe") for name in names)
+
+    return allowed

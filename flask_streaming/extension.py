@@ -11,6 +11,7 @@ from flask import Flask, Response, current_app, has_app_context
 
 from .brokers import Broker, create_broker
 from .errors import BrokerUnavailable
+from .revocation import StreamRegistry, end_streams_message
 from .server import check_server
 from .settings import Settings
 from .signals import event_published
@@ -27,6 +28,7 @@ class _State:
         self.settings = settings
         self._broker: Broker | None = None
         self._broker_pid = 0
+        self._streams: StreamRegistry | None = None
 
     @property
     def broker(self) -> Broker:
@@ -34,7 +36,16 @@ class _State:
         if self._broker is None or self._broker_pid != os.getpid():
             self._broker = create_broker(self.settings)
             self._broker_pid = os.getpid()
+            self._streams = StreamRegistry(self.settings.reauthorize_interval)
+            self._broker.control_handler = self._streams.on_control
         return self._broker
+
+    @property
+    def streams(self) -> StreamRegistry:
+        """This process's open channel streams (for revocation)."""
+        self.broker  # noqa: B018 -- made together, per process
+        assert self._streams is not None
+        return self._streams
 
 
 def _broker_unavailable(exc: BrokerUnavailable) -> Response:
@@ -112,6 +123,9 @@ class Streaming:
         open channel streams per client address per worker (``128``, more
         than a browser holds; ``0``: no limit); beyond it 429 with
         ``Retry-After``. Behind a proxy, use ``ProxyFix``.
+    ``STREAMING_REAUTHORIZE_INTERVAL``
+        seconds between re-checks of the channel hook for open ``/events``
+        streams (``0``: off); refused streams end (reason ``revoked``).
     ``STREAMING_SEND_TIMEOUT``
         seconds a streaming response waits for a client that stopped
         reading before cutting it off (``30``; ``0``: no limit).
@@ -165,6 +179,7 @@ class Streaming:
         self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()
         self._channel_authorizer: Callable[[str, str], bool] = default_channel_authorizer
         self._upload_authorizer: Callable[[str, Any], bool] | None = None
+        self._stream_user: Callable[[], str | None] | None = None
         if app is not None:
             self.init_app(app)
 
@@ -225,6 +240,47 @@ class Streaming:
     def channel_allowed(self, channel: str, action: str) -> bool:
         """Ask the authorization hook."""
         return bool(self._channel_authorizer(channel, action))
+
+    def stream_user(self, fn: Callable[[], str | None]) -> Callable[[], str | None]:
+        """Decorator: ``fn() -> str | None`` names, inside the request, the
+        user an event stream belongs to (``None``: nobody), so that
+        :meth:`end_streams` can end that user's streams."""
+        self._stream_user = fn
+        return fn
+
+    def current_stream_user(self) -> str | None:
+        """The user of a stream opened by the current request (the
+        :meth:`stream_user` hook's answer; ``None`` without a hook)."""
+        if self._stream_user is None:
+            return None
+        user = self._stream_user()
+        return None if user is None else str(user)
+
+    def end_streams(
+        self,
+        channels: Iterable[str] | None = None,
+        *,
+        user: str | None = None,
+        app: Flask | None = None,
+    ) -> None:
+        """End the open event streams of *channels* (any of them) and/or of
+        *user* (as named by :meth:`stream_user`; both given: that user's
+        streams of those channels), in every worker: through Redis with a
+        ``redis://`` broker, in this process only with ``memory://``.
+
+        Each stream ends like a graceful shutdown (a jittered ``retry``, its
+        position, ``stream-closed`` reason ``revoked``); its client
+        reconnects and is authorized again: one still allowed resumes by
+        ``Last-Event-ID`` without a gap, one no longer allowed gets 403.
+        Call it after the change that withdraws access (logout, role change),
+        so that the reconnect sees it. Works from a view, a CLI command, a
+        greenlet or a real thread; the streams end asynchronously (with
+        Redis, within the pub/sub round trip).
+
+        :raises ValueError: neither *channels* nor *user* given.
+        """
+        message = end_streams_message(channels, user)
+        self.broker(app).send_control(message)
 
     def _app(self, app: Flask | None) -> Flask:
         if app is None and has_app_context():

@@ -412,6 +412,12 @@ class Settings:
     max_connections_per_client: int = _key(128, _count(0, extra=" (0: no limit)"))
     #: Channels a client may subscribe to on one connection.
     max_channels: int = _key(16, _count(1))
+    #: Seconds between re-checks of the channel authorization hook for every
+    #: open stream of the ``/events`` routes; a stream now refused ends
+    #: (reason ``revoked``) and its client reconnects into a 403 (``0``, the
+    #: default: authorization only when a stream opens; see
+    #: :meth:`Streaming.end_streams <flask_streaming.Streaming.end_streams>`).
+    reauthorize_interval: float = _key(0.0, _seconds(0.0, zero="off"))
     #: Seconds a streaming response waits for a client that stopped reading
     #: (its socket buffer is full) before the connection is cut (``0``: wait
     #: forever). Needs gunicorn's gevent worker.

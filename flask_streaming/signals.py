@@ -29,6 +29,8 @@ STREAM_CLOSED_REASONS: dict[str, str] = {
     "broker_unavailable": "the broker (Redis) went away; the client resumes by ``Last-Event-ID``",
     "broker_reset": "the broker's ids went back (Redis lost data); the client resumes"
     " and gets a ``stream-reset``",
+    "revoked": "the app ended it (``Streaming.end_streams`` or a failed re-check); the"
+    " client reconnects and is authorized again",
 }
 
 #: Sent once when a streaming response ends, whatever the cause. Kwargs:

@@ -397,6 +397,35 @@ class Broker:
             sub.end(reason, mark_position(format_id(sub.generation, sub.last_seq)))
         return len(subs)
 
+    # -- control messages (revocation) -----------------------------------
+
+    #: Receives every control message that reaches this process (set by the
+    #: extension: :mod:`flask_streaming.revocation`).
+    control_handler: Callable[[dict[str, Any]], None] | None = None
+
+    def send_control(self, message: dict[str, Any]) -> None:
+        """Deliver a control message (a JSON-serialisable dict) to every
+        process of this broker: here this process only; the Redis broker
+        publishes it to all. Safe from any greenlet and real thread."""
+        if self._handoff is not None and self._handoff.foreign():
+
+            def send() -> str:
+                self._send_control(message)
+                return ""
+
+            self._handoff.call(send)
+            return
+        self._send_control(message)
+
+    def _send_control(self, message: dict[str, Any]) -> None:
+        self.on_control(message)
+
+    def on_control(self, message: dict[str, Any]) -> None:
+        """A control message reached this process: hand it to the handler."""
+        handler = self.control_handler
+        if handler is not None:
+            handler(message)
+
     def on_first_subscriber(self, channel: str) -> None:
         """Hook: *channel* has a local subscriber now."""
 

@@ -31,6 +31,7 @@ reconnect and get a ``stream-reset``.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -164,6 +165,8 @@ class RedisPublisher:
         self.history_ttl = history_ttl
         self.id_key = f"{prefix}:id"
         self.pubsub_channel = f"{prefix}:events"
+        #: the reserved pub/sub channel of control messages (revocation)
+        self.control_channel = f"{prefix}:control"
         #: the generation seen last (by a publish, a replay or the boot check)
         self.generation = ""
         # A bounded pool: however many subscribers replay at once, a worker
@@ -251,6 +254,20 @@ class RedisPublisher:
             raise BrokerUnavailable(f"Redis is unavailable: {exc}") from exc
         self.generation = gen.decode("ascii")
         return format_id(self.generation, int(seq))
+
+    def send_control(self, message: dict[str, Any]) -> None:
+        """Publish a control message to every worker's listener."""
+        self.redis.publish(self.control_channel, json.dumps(message))
+
+    def end_streams(
+        self, channels: Iterable[str] | None = None, *, user: str | None = None
+    ) -> None:
+        """End the open streams of *channels* and/or *user* in every worker,
+        from any process (see :meth:`Streaming.end_streams
+        <flask_streaming.Streaming.end_streams>`)."""
+        from ..revocation import end_streams_message
+
+        self.send_control(end_streams_message(channels, user))
 
     def position(self) -> tuple[str, int]:
         """The current generation and seq (``("", 0)`` before any)."""
@@ -348,6 +365,18 @@ class RedisBroker(Broker):
     def _publish(self, channel: str, body: bytes, min_seq: int | None) -> str:
         return self.publisher.publish_encoded(channel, body, min_seq)
 
+    def _send_control(self, message: dict[str, Any]) -> None:
+        self.publisher.send_control(message)
+
+    def _on_control(self, data: bytes) -> None:
+        try:
+            message = json.loads(data)
+        except ValueError:
+            logger.warning("flask_streaming: ignored a malformed control message")
+            return
+        if isinstance(message, dict):
+            self.on_control(message)
+
     # -- the one pub/sub connection of this process ----------------------
 
     def on_first_subscriber(self, channel: str) -> None:
@@ -384,7 +413,8 @@ class RedisBroker(Broker):
         while not self._stopping:
             pubsub = self.redis.pubsub()  # type: ignore[no-untyped-call]
             try:
-                pubsub.subscribe(self.publisher.pubsub_channel)
+                events = self.publisher.pubsub_channel
+                pubsub.subscribe(self.publisher.control_channel, events)
                 # Catch up only once Redis confirmed the subscription, and
                 # also on the first connection: events published between
                 # on_first_subscriber (which read the counter) and the
@@ -392,7 +422,7 @@ class RedisBroker(Broker):
                 # they already have.
                 deadline = time.monotonic() + 10
                 while (msg := pubsub.get_message(timeout=1.0)) is None or (
-                    msg["type"] != "subscribe"
+                    msg["type"] != "subscribe" or _text(msg["channel"]) != events
                 ):
                     if time.monotonic() > deadline:
                         raise redis.TimeoutError("Redis did not confirm SUBSCRIBE")
@@ -400,8 +430,12 @@ class RedisBroker(Broker):
                 backoff = 0.05
                 while not self._stopping:
                     msg = pubsub.get_message(timeout=1.0)
-                    if msg is not None and msg["type"] == "message":
+                    if msg is None or msg["type"] != "message":
+                        continue
+                    if _text(msg["channel"]) == events:
                         self._on_message(msg["data"])
+                    else:
+                        self._on_control(msg["data"])
             except Exception as exc:
                 # Whatever went wrong, the one listener of this worker must
                 # live on: every subscriber here depends on it.

@@ -9,8 +9,12 @@ their own uploads and channels.
   ``Upload-Metadata: owner <base64>``);
 * every decision is one JSON line in ``authz.log`` in the instance folder
   (``action``, ``user``, ``id``, ``allowed``);
-* channels: ``private-<user>`` only for that user, others public;
-* ``GET /whoami``: the worker's pid.
+* channels: ``private-<user>`` only for that user, others public; users
+  listed in ``revoked.txt`` in the instance folder (one a line) may
+  subscribe to nothing; a stream's user is ``X-User`` (``stream_user``);
+* ``POST /admin/end-streams`` (JSON ``{"channels": [...], "user": ...}``):
+  ``streaming.end_streams``; ``POST /publish/<channel>`` (body: the data);
+* every response carries ``X-Worker`` (the pid); ``GET /whoami``: the pid.
 
 Serve it with ``gunicorn -k gevent "tests.apps.security_app:create_app()"``;
 the instance folder is ``$INSTANCE_PATH``; ``$SECURITY_APP_CONFIG`` (JSON) is
@@ -23,7 +27,7 @@ import json
 import os
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask, Response, request
 
 from flask_streaming import Streaming
 
@@ -64,11 +68,37 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         )
         return allowed
 
+    revoked = os.path.join(app.instance_path, "revoked.txt")
+
     @streaming.authorize_channel
     def own_channel(channel: str, action: str) -> bool:
+        user = request.headers.get("X-User")
+        if os.path.exists(revoked):
+            with open(revoked) as f:
+                if user in f.read().split():
+                    return False
         if channel.startswith("private-"):
-            return channel == f"private-{request.headers.get('X-User')}"
+            return channel == f"private-{user}"
         return True
+
+    @streaming.stream_user
+    def stream_user() -> str | None:
+        return request.headers.get("X-User")
+
+    @app.post("/admin/end-streams")
+    def end_streams() -> tuple[str, int]:
+        body = request.get_json()
+        streaming.end_streams(body.get("channels"), user=body.get("user"))
+        return "", 204
+
+    @app.post("/publish/<channel>")
+    def publish(channel: str) -> dict[str, str]:
+        return {"id": streaming.publish(channel, request.get_data(as_text=True))}
+
+    @app.after_request
+    def worker(response: Response) -> Response:
+        response.headers["X-Worker"] = str(os.getpid())
+        return response
 
     @app.get("/whoami")
     def whoami() -> dict[str, int]:
