@@ -109,7 +109,7 @@ def test_end_streams_of_a_user_and_of_a_channel_on_two_workers_with_redis(
         assert post(port, "/admin/end-streams", {"user": "bob"}) == 204
         for s in bob:
             s.wait_end()
-            assert b"retry: " in s.data.rsplit(b"e1", 1)[1]  # ended with a retry hint
+            assert b"retry: " in s.data.rsplit(b"data: e1\n", 1)[1]  # ended with a retry hint
         assert post(port, "/publish/news", "e2") == 200
         for s in alice:
             s.wait_for("e2")
