@@ -38,7 +38,9 @@ is decoded into ``session.metadata``; ``filename``/``name`` and
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import os
+import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import Blueprint, Response, request, url_for
@@ -55,10 +57,12 @@ from ..errors import (
     UnsupportedMediaType,
     http_error_response,
 )
+from ..responses import download_response
 from ..settings import Settings
 from ..tus_version import TUS_VERSION
 from .ranges import PARTIAL, complete_if_full, set_length
-from .sessions import OPEN, UploadSession
+from .segments import BLOCK_SIZE
+from .sessions import COMPLETED, OPEN, UploadSession
 from .tus_concat import create_final, finish_waiting_finals, is_final, try_finish
 from .tus_headers import (
     OFFSET_OCTET_STREAM,
@@ -91,14 +95,15 @@ def _method() -> str:
 
 
 def _tus(view: TusView) -> Callable[..., Response]:
-    """Wrap a tus view: check ``Tus-Resumable`` (not on ``OPTIONS``), turn
+    """Wrap a tus view: check ``Tus-Resumable`` (not on ``OPTIONS`` and the
+    download ``GET``), turn
     errors into responses, add ``Tus-Resumable`` to every response."""
 
     @functools.wraps(view)
     def wrapper(**kwargs: Any) -> Response:
         try:
             method = _method()
-            if method != "OPTIONS":
+            if method not in ("OPTIONS", "GET"):  # GET: a plain download, not tus
                 check_version(request.headers.get("Tus-Resumable"))
             rv = view(method, **kwargs)
         except StreamingError as exc:
@@ -278,6 +283,42 @@ def _head(upload_id: str) -> Response:
     return _empty(200, headers)
 
 
+_MIMETYPE_RE = re.compile(r"[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*")
+
+
+def _download(upload_id: str) -> Response:
+    """``GET`` of a finished upload: its bytes (``Range`` and conditional
+    requests included, through :func:`~flask_streaming.download_response`),
+    as an attachment named after its ``filename`` metadata, with
+    ``X-Content-Type-Options: nosniff``. Authorization: ``read``, asked
+    before anything else. An unfinished upload (or an unfinished final
+    concatenation) answers ``409 upload_unfinished``, with its ``offset``.
+    """
+    session = _tus_session(upload_id, "read")
+    if session.state != COMPLETED:
+        raise Conflict(
+            "the upload is not finished; GET it once it is",
+            code="upload_unfinished",
+            offset=session.size,
+        )
+    content_type = session.content_type or ""
+    mimetype = content_type if _MIMETYPE_RE.fullmatch(content_type) else None
+    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-cache"}
+    name = session.filename or f"{session.id}.bin"
+    if session.path is not None and os.path.exists(session.path):
+        return download_response(
+            session.path, filename=name, mimetype=mimetype or "application/octet-stream",
+            headers=headers,
+        )  # fmt: skip
+
+    def body() -> Iterator[bytes]:  # a store without local files
+        with session.open() as f:
+            while block := f.read(BLOCK_SIZE):
+                yield block
+
+    return download_response(body(), filename=name, mimetype=mimetype, headers=headers)
+
+
 def register_tus_views(
     bp: Blueprint,
     route: Callable[..., Callable[[Callable[..., Any]], Callable[..., Any]]],
@@ -297,13 +338,16 @@ def register_tus_views(
             )
         return _create(settings)
 
-    @route("/tus/<upload_id>", methods=["HEAD", "PATCH", "DELETE", "OPTIONS", "POST"])
+    @route("/tus/<upload_id>", methods=["GET", "HEAD", "PATCH", "DELETE", "OPTIONS", "POST"])
     @_tus
     def tus_upload(method: str, upload_id: str) -> Response:
-        """One upload: ``HEAD``, ``PATCH``, ``DELETE``, ``OPTIONS``, or a
-        ``POST`` whose ``X-HTTP-Method-Override`` names one of them."""
+        """One upload: ``GET`` (download a finished one), ``HEAD``,
+        ``PATCH``, ``DELETE``, ``OPTIONS``, or a ``POST`` whose
+        ``X-HTTP-Method-Override`` names one of them."""
         if method == "OPTIONS":
             return _options(settings)
+        if method == "GET":
+            return _download(upload_id)
         if method == "HEAD":
             return _head(upload_id)
         if method == "PATCH":
