@@ -68,10 +68,22 @@ _TABLE = (
     ErrorCode("too_many_requests", 429, _A, "a per-client quota"),
     ErrorCode("hook_failed", 500, _UT, "a receiver raised; nothing was accepted, send again"),
     ErrorCode(
+        "hook_result_invalid",
+        500,
+        _UT,
+        "a receiver returned what cannot be sent (a server bug); final",
+    ),
+    ErrorCode(
         "storage_error", 500, _UT, "the store failed to write; nothing was accepted, send again"
     ),
     ErrorCode("service_unavailable", 503, _A, "a per-worker limit; retry later"),
     ErrorCode("insufficient_storage", 507, _UT, "the store is out of space; nothing was accepted"),
+    ErrorCode(
+        "broker_unavailable",
+        503,
+        ("any", "events"),
+        "the broker (Redis) is unreachable (``Retry-After``)",
+    ),
     # -- events --
     ErrorCode("no_channel", 400, _E, "no channel named"),
     ErrorCode("too_many_channels", 400, _E, "more than ``STREAMING_MAX_CHANNELS``"),
