@@ -25,12 +25,14 @@ class Stream:
     """One open ``GET /streaming/events/<channel>`` (``Connection: close``,
     so that the end of the stream is the end of the connection)."""
 
-    def __init__(self, port: int, channel: str, user: str, last_event_id: str = "") -> None:
+    def __init__(
+        self, port: int, channel: str, user: str, last_event_id: str = "", *, path: str = ""
+    ) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
         headers = {"X-User": user, "Connection": "close"}
         if last_event_id:
             headers["Last-Event-ID"] = last_event_id
-        self.conn.request("GET", f"/streaming/events/{channel}", headers=headers)
+        self.conn.request("GET", path or f"/streaming/events/{channel}", headers=headers)
         self.resp = self.conn.getresponse()
         self.user = user
         self.worker = self.resp.getheader("X-Worker")

@@ -91,7 +91,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         streaming.end_streams(body.get("channels"), user=body.get("user"))
         return "", 204
 
-    @app.post("/publish/<channel>")
+    @app.post("/publish/<path:channel>")
     def publish(channel: str) -> dict[str, str]:
         return {"id": streaming.publish(channel, request.get_data(as_text=True))}
 
