@@ -416,3 +416,20 @@ def test_finals_racing_for_one_partial_one_wins(
         wins += 1
     assert wins == 3
     assert stored_bytes(tmp_path) == 3 * 2 * 4
+
+
+def test_a_planted_link_is_not_served_by_tus_get(
+    live_server: Callable[..., GunicornServer], tmp_path: Path
+) -> None:
+    port = serve(live_server).port
+    url = tus_create(port, "alice", 6)
+    assert tus_patch(port, "alice", url, 0, b"upload")[0] == 204
+    status, _, body = call(port, "GET", url, headers={"X-User": "alice"})
+    assert status == 200 and body == b"upload"
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    data = store(tmp_path) / url.rsplit("/", 1)[1] / "data"
+    data.unlink()
+    data.symlink_to(victim)
+    status, _, body = call(port, "GET", url, headers={"X-User": "alice"})
+    assert status >= 400 and b"precious" not in body and "error" in json.loads(body)

@@ -305,14 +305,18 @@ def _download(upload_id: str) -> Response:
     mimetype = content_type if _MIMETYPE_RE.fullmatch(content_type) else None
     headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-cache"}
     name = session.filename or f"{session.id}.bin"
-    if session.path is not None and os.path.exists(session.path):
+    path = session.path
+    if path is not None and os.path.exists(path) and not os.path.islink(path):
         return download_response(
-            session.path, filename=name, mimetype=mimetype or "application/octet-stream",
+            path, filename=name, mimetype=mimetype or "application/octet-stream",
             headers=headers,
         )  # fmt: skip
+    # A store without local files, or a planted link: the store's own reader
+    # (which never follows a link) opens it now, so a refusal is a JSON error.
+    f = session.open()
 
-    def body() -> Iterator[bytes]:  # a store without local files
-        with session.open() as f:
+    def body() -> Iterator[bytes]:
+        with f:
             while block := f.read(BLOCK_SIZE):
                 yield block
 
