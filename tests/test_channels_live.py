@@ -104,23 +104,31 @@ def test_redis_fans_out_across_workers_with_one_pubsub_connection_each(
 ) -> None:
     server = live_server(APP, workers=2, env={"BROKER_URL": redis_server.url})
     subs = subscribers_on_every_worker(server, "fan", 2)
-    published = []
-    with httpx.Client(base_url=server.url, timeout=10) as http:
-        for i in range(10):
-            r = http.post("/publish/fan", json={"data": {"n": i}})
-            published.append((r.json()["id"], r.json()["pid"]))
-    assert len({pid for _, pid in published}) >= 1
+    sub_pids = {s.response_headers["x-worker-pid"] for s in subs}
+    published: list[tuple[str, str]] = []
+    # A new connection per publish, until both workers have published (at
+    # least 10 events, at most 60): events from either worker reach the
+    # subscribers of both.
+    while len(published) < 60:
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            r = http.post("/publish/fan", json={"data": {"n": len(published)}})
+        published.append((r.json()["id"], str(r.json()["pid"])))
+        if len(published) >= 10 and {pid for _, pid in published} == sub_pids:
+            break
+    assert len(sub_pids) == 2
+    assert {pid for _, pid in published} == sub_pids, "both workers published"
+    n = len(published)
     for s in subs:
-        got = s.wait_for(10)
-        assert [e.json()["n"] for e in got] == list(range(10))
+        got = s.wait_for(n)
+        assert [e.json()["n"] for e in got] == list(range(n))
         assert [e.id for e in got] == [i for i, _ in published]
     client = redis.Redis.from_url(redis_server.url)
     pubsub_clients = client.client_list(_type="pubsub")
     assert len(pubsub_clients) == 2, pubsub_clients
     # A standalone publisher, not a Flask app, reaches them too.
-    RedisPublisher(redis_server.url).publish("fan", {"n": 10})
+    RedisPublisher(redis_server.url).publish("fan", {"n": n})
     for s in subs:
-        assert s.wait_for(11)[-1].json() == {"n": 10}
+        assert s.wait_for(n + 1)[-1].json() == {"n": n}
         s.stop()
 
 

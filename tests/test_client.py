@@ -20,6 +20,7 @@ from flask import Flask
 from flask_streaming import client as fs_client
 from flask_streaming.client import Retry, ServerError, UploadFailed, events, upload
 from flask_streaming.testing import GunicornServer, upload_segments, upload_tus
+from flask_streaming.tus_version import TUS_VERSION
 
 APP = "tests.apps.clients_app:create_app()"
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,9 +43,13 @@ def stored(server: GunicornServer, session_id: str) -> dict[str, Any]:
     return rv
 
 
-def tus_available(server: GunicornServer) -> bool:
+def assert_tus_answers(server: GunicornServer) -> None:
+    """The tus routes are there: ``OPTIONS`` answers with ``Tus-Version``."""
     rv = httpx.options(f"{server.url}/streaming/tus/")
-    return rv.status_code in (200, 204) and "Tus-Version" in rv.headers
+    assert rv.status_code == 204 and rv.headers.get("Tus-Version") == TUS_VERSION, (
+        rv.status_code,
+        dict(rv.headers),
+    )
 
 
 # -- upload ------------------------------------------------------------------
@@ -152,8 +157,7 @@ def test_upload_refused_raises_server_error(server: GunicornServer, tmp_path: Pa
 
 @pytest.mark.live
 def test_upload_tus(server: GunicornServer, tmp_path: Path) -> None:
-    if not tus_available(server):
-        pytest.skip("the tus server (flask_streaming/uploads/tus.py) does not answer OPTIONS yet")
+    assert_tus_answers(server)
     path = tmp_path / "data.bin"
     digest = make_file(path, 700 * KIB)
     final = upload(path, server.url + "/streaming", protocol="tus", segment_size=256 * KIB,
@@ -315,8 +319,8 @@ def test_upload_segments_helper_with_flask_test_client(app: Flask, client: Any) 
 
 
 def test_upload_tus_helper_with_flask_test_client(client: Any) -> None:
-    if client.options("/streaming/tus/").status_code not in (200, 204):
-        pytest.skip("the tus server (flask_streaming/uploads/tus.py) is not registered yet")
+    rv = client.options("/streaming/tus/")
+    assert rv.status_code == 204 and rv.headers["Tus-Version"] == TUS_VERSION
     data = os.urandom(150 * KIB)
     outcome = upload_tus(client, data, chunk_size=64 * KIB, metadata={"filename": "a.bin"})
     assert outcome.final == {"offset": len(data)}
