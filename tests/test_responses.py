@@ -218,7 +218,7 @@ def test_sse_error_mid_stream(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
     logged = [rec for rec in caplog.records if rec.levelno >= logging.ERROR]
     assert len(logged) == 1, logged
     rec = logged[0]
-    assert rec.name == "flask_streaming" and rec.getMessage().endswith("the stream's source raised")
+    assert rec.name == "flask_streaming" and "the stream's source raised" in rec.getMessage()
     assert rec.exc_info is not None and rec.exc_info[0] is RuntimeError
     assert str(rec.exc_info[1]) == "secret database password in traceback"
 
