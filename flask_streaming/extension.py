@@ -7,7 +7,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Flask, Response, current_app, has_app_context
+from flask import Flask, Response, current_app, has_app_context, request
 
 from .brokers import Broker, create_broker
 from .errors import BrokerUnavailable
@@ -15,6 +15,8 @@ from .revocation import StreamRegistry, end_streams_message
 from .server import check_server
 from .settings import Settings
 from .signals import event_published
+from .sse import EVENT_STREAM_TYPE
+from .transport import BODY_ENVIRON_KEY
 from .views import create_blueprint
 
 ViewDecorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -46,6 +48,28 @@ class _State:
         self.broker  # noqa: B018 -- made together, per process
         assert self._streams is not None
         return self._streams
+
+
+def keep_event_streams_raw(response: Response) -> Response:
+    """An ``after_request`` hook (run after every other): when a hook
+    compressed one of our event streams (Flask-Compress with
+    ``text/event-stream`` in ``COMPRESS_MIMETYPES``), give the stream its own
+    body back, uncompressed. A compressor holds events back until its buffer
+    fills (and without the body's ``close()`` it would never release the
+    stream's subscription). Other responses are left alone."""
+    body = request.environ.get(BODY_ENVIRON_KEY)
+    if (
+        body is not None
+        and response.response is not body
+        and not body.started
+        and response.mimetype == EVENT_STREAM_TYPE
+        and "Content-Encoding" in response.headers
+    ):
+        response.response = body
+        response.direct_passthrough = True
+        del response.headers["Content-Encoding"]
+        response.headers.pop("Content-Length", None)
+    return response
 
 
 def _broker_unavailable(exc: BrokerUnavailable) -> Response:
@@ -200,6 +224,9 @@ class Streaming:
         app.extensions["streaming"] = _State(self, settings)
         self._apps.add(app)
         check_server(settings)
+        # Index 0 runs last (Flask runs after_request hooks in reverse), so
+        # it sees what any compressor registered before or after did.
+        app.after_request_funcs.setdefault(None, []).insert(0, keep_event_streams_raw)
         if BrokerUnavailable not in app.error_handler_spec[None][None]:
             # A publish from any view of the app: JSON 503 + Retry-After,
             # not an HTML 500 (an app's own handler, set before, wins).

@@ -51,7 +51,9 @@ EVENT_STREAM_TYPE = "text/event-stream"
 #: forbids it and the server manages the connection.
 SSE_HEADERS = {
     "Content-Type": EVENT_STREAM_TYPE,
-    "Cache-Control": "no-cache, no-store",
+    # no-transform: proxies must not compress (or otherwise transform) the
+    # stream; compression holds events back. See docs/deployment.rst.
+    "Cache-Control": "no-cache, no-store, no-transform",
     "X-Accel-Buffering": "no",
 }
 

@@ -158,6 +158,12 @@ def _writable(fd: int) -> bool:
     return bool(p.poll(0))
 
 
+#: ``request.environ`` key of the request's :class:`StreamBody`: it stays
+#: reachable when a middleware or ``after_request`` hook wrapped or replaced
+#: the response body.
+BODY_ENVIRON_KEY = "flask_streaming.body"
+
+
 class StreamAborted(BrokenPipeError):
     """Raised out of a :class:`StreamBody` after a producer failed, so that the
     server aborts the connection instead of ending a short body cleanly (a
@@ -494,6 +500,8 @@ class StreamBody:
         self.green = outbox._lock is None
         self.app = app
         self.environ = environ or {}
+        if environ is not None:
+            environ[BODY_ENVIRON_KEY] = self
         self.prelude = prelude
         self.ping = ping if ping and ping_bytes else None
         self.ping_bytes = ping_bytes
@@ -523,7 +531,17 @@ class StreamBody:
         return self.environ.get("REMOTE_ADDR")
 
     def __iter__(self) -> Iterator[bytes]:
-        return self._run()
+        return self._released(self._run())
+
+    def _released(self, frames: Iterator[bytes]) -> Iterator[bytes]:
+        """Release the stream (:meth:`close`) as soon as its frames end or
+        the iteration is abandoned, not only when the server calls
+        :meth:`close`: a middleware or ``after_request`` hook (Flask-Compress)
+        that wraps the body may never pass the server's ``close()`` on."""
+        try:
+            yield from frames
+        finally:
+            self.close()
 
     def _run(self) -> Iterator[bytes]:
         outbox = self.outbox

@@ -6,6 +6,11 @@ and
 * ``POST /publish/<channel>``: a publish from the app's own view;
 * ``/failing``: an SSE stream whose generator raises after two events;
 * ``/client-test``: a bare page importing the JS client as ``window.fs``;
+* ``/stats``: the broker's open connections, per-client slots and subscribers;
+* ``BODY_WRAPPER``: ``compress`` (Flask-Compress after the extension, set to
+  compress ``text/event-stream``), ``compress-first`` (before it), or
+  ``generator`` (an ``after_request`` hook that replaces every streamed body
+  with a generator that never passes ``close()`` on);
 * a partial hook that returns ``{"at": <datetime>}``, or, for a session
   whose metadata has ``bad_result``, an object no JSON provider serialises;
   ``/hook-calls`` counts its calls.
@@ -38,12 +43,53 @@ PAGE = """<!doctype html>
 WHEN = datetime.datetime(2026, 11, 30, 12, 0, tzinfo=datetime.UTC)
 
 
+def _compress(app: Flask) -> None:
+    from flask_compress import Compress
+
+    app.config["COMPRESS_MIMETYPES"] = ["text/event-stream"]
+    app.config["COMPRESS_STREAMS"] = True
+    Compress(app)
+
+
+def _wrap_bodies(app: Flask) -> None:
+    """An ``after_request`` hook that replaces every streamed body with a
+    generator of its own that never passes ``close()`` on."""
+
+    @app.after_request
+    def wrap(response: Response) -> Response:
+        if response.is_streamed:
+            inner = response.response
+
+            def passthrough() -> Iterator[bytes]:
+                yield from inner
+
+            response.response = passthrough()
+        return response
+
+
 def create_app() -> Flask:
     app = Flask(__name__, instance_path=os.environ.get("INSTANCE_PATH"))
     for key, value in os.environ.items():
         if key.startswith("STREAMING_"):
             app.config[key] = value
+    wrapper = os.environ.get("BODY_WRAPPER", "")
+    if wrapper == "compress-first":
+        _compress(app)
     streaming = Streaming(app)
+    if wrapper == "compress":
+        _compress(app)
+    elif wrapper == "generator":
+        _wrap_bodies(app)
+
+    @app.get("/stats")
+    def stats() -> dict[str, object]:
+        broker = streaming.broker()
+        return {
+            "connections": broker.connections,
+            "clients": sum(broker.clients.values()),
+            "subscribers": sum(len(s) for s in broker.subscribers.values()),
+        }
+
     calls = {"n": 0}
 
     @segment_received.connect_via(app)
