@@ -76,21 +76,7 @@ _TABLE = (
     ErrorCode(
         "storage_error", 500, _UT, "the store failed to write; nothing was accepted, send again"
     ),
-    ErrorCode(
-        "hook_result_invalid",
-        500,
-        _UT,
-        "a receiver returned what the app's JSON provider cannot serialise (a server bug);"
-        " clients do not send again",
-    ),
     ErrorCode("service_unavailable", 503, _A, "a per-worker limit; retry later"),
-    ErrorCode(
-        "broker_unavailable",
-        503,
-        _A,
-        "the channels' broker (Redis) is unreachable or did not answer; retry later"
-        " (``Retry-After``)",
-    ),
     ErrorCode("insufficient_storage", 507, _UT, "the store is out of space; nothing was accepted"),
     ErrorCode(
         "broker_unavailable",
