@@ -6,7 +6,7 @@
   there. A failed upload raises :class:`UploadFailed`, whose ``resume``
   value continues it later: ``upload(path, url, resume=err.resume)``.
 * :func:`events` iterates the events of an event stream, parsed exactly as
-  a browser does (:class:`~flask_streaming.testing.EventParser`), and
+  a browser does (:class:`~flask_streaming.sse_parser.EventParser`), and
   reconnects with ``Last-Event-ID`` after the server's ``retry`` delay.
 
 ::
@@ -34,7 +34,7 @@ from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import TRANSIENT_500_CODES
-from .testing import Event, EventParser
+from .sse_parser import Event, EventParser
 from .tus_version import TUS_VERSION
 
 if TYPE_CHECKING:
@@ -508,6 +508,13 @@ class _Job:
         return int(response.headers["Upload-Offset"])
 
 
+def is_event_stream(content_type: str) -> bool:
+    """``True`` when a ``Content-Type`` value's MIME type (its essence,
+    parameters ignored, compared without case) is ``text/event-stream``,
+    as the WHATWG ``EventSource`` checks it."""
+    return content_type.split(";", 1)[0].strip().lower() == "text/event-stream"
+
+
 def events(
     url: str,
     *,
@@ -524,9 +531,14 @@ def events(
 
     With *reconnect*, a stream that ends or breaks is opened again after the
     server's ``retry`` (default *retry* seconds; doubled for every failure
-    in a row) with ``Last-Event-ID``, so no event is missed that the server
-    can replay. A ``204`` answer ends the iteration; a 4xx answer raises, and
-    so does a failure to connect the first time (a wrong URL fails fast).
+    in a row) with ``Last-Event-ID`` (the last event ID string, as UTF-8),
+    so no event is missed that the server can replay. A ``204`` answer ends
+    the iteration. Any other answer than a ``200`` with the
+    ``text/event-stream`` type raises :class:`ServerError`, as an
+    ``EventSource`` fails the connection; except that 408, 425, 429, 500,
+    502, 503 and 504, which a restarting server or its proxy sends, are
+    retried like a broken connection. A failure to connect the first time raises (a wrong
+    URL fails fast).
 
     :param last_event_id: resume after this id.
     :param max_failures: failures in a row before giving up (``None``: never).
@@ -545,18 +557,23 @@ def events(
     connected = False
     try:
         while True:
-            request_headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
-            request_headers.update(headers or {})
+            base = httpx.Headers({"Accept": "text/event-stream", "Cache-Control": "no-cache"})
+            base.update(headers or {})
+            request_headers = list(base.raw)
             if last_id:
-                request_headers["Last-Event-ID"] = last_id
-            parser = EventParser()
-            parser.last_event_id = last_id
+                # The last event ID string encoded as UTF-8 (WHATWG), as
+                # browsers send it: an id may be any text.
+                request_headers = [h for h in request_headers if h[0].lower() != b"last-event-id"]
+                request_headers.append((b"Last-Event-ID", last_id.encode("utf-8")))
+            # The parser's id buffer starts with what we resend, so events
+            # without an id field keep it, as in a browser.
+            parser = EventParser(last_id)
             try:
                 with http.stream("GET", url, headers=request_headers) as response:
                     if response.status_code == 204:
                         return
                     kind = response.headers.get("content-type", "")
-                    if response.status_code != 200 or not kind.startswith("text/event-stream"):
+                    if response.status_code != 200 or not is_event_stream(kind):
                         response.read()
                         if response.status_code in _RETRYABLE_STATUS:
                             raise httpx.TransportError(f"{response.status_code} from {url}")
@@ -564,11 +581,7 @@ def events(
                     failures = 0
                     connected = True
                     for chunk in response.iter_bytes():
-                        for event in parser.feed(chunk):
-                            # The id of a dispatched event, never of one cut
-                            # off mid-way: resuming must replay that one.
-                            last_id = event.id
-                            yield event
+                        yield from parser.feed(chunk)
                         if parser.retry is not None:
                             delay = parser.retry / 1000
             except httpx.TransportError:
@@ -579,6 +592,11 @@ def events(
                     or (max_failures is not None and failures > max_failures)
                 ):
                     raise
+            # What is resent: the last event ID string, set at every blank
+            # line (an id-only block too), never by an id: line of a block
+            # cut off by the end of the stream (resuming must replay it).
+            parser.end()
+            last_id = parser.last_event_id
             if parser.retry is not None:
                 delay = parser.retry / 1000
             if not reconnect:

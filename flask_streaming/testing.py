@@ -1,9 +1,9 @@
 """Helpers for testing apps that use flask_streaming.
 
-* :class:`EventParser` parses an event stream exactly as the WHATWG spec's
-  "interpreting an event stream" algorithm does (BOM stripped, CR, LF and
-  CRLF line ends, comments ignored, ``retry`` only when all digits, ``id``
-  with NUL ignored, an event without data not dispatched).
+* :class:`EventParser` and :class:`Event` (defined in
+  :mod:`flask_streaming.sse_parser`, re-exported here) parse an event
+  stream exactly as the WHATWG spec's "interpreting an event stream"
+  algorithm does; :func:`parse_events` parses a whole stream.
 * :class:`GunicornServer` serves an app under a real gunicorn with the gevent
   worker on a free loopback port, for live tests; the pytest plugin
   (:mod:`flask_streaming.pytest_plugin`) wraps it in the ``streaming_server``
@@ -33,107 +33,10 @@ from typing import Any, Self
 
 from .tus_version import TUS_VERSION
 
-
-@dataclasses.dataclass
-class Event:
-    """One dispatched event, as a browser's ``EventSource`` would see it."""
-
-    data: str
-    event: str = "message"
-    id: str = ""
-    retry: int | None = None
-    #: The ``channel:`` field of flask_streaming channel events (``None``
-    #: without one); ``EventSource`` ignores it.
-    channel: str | None = None
-
-    def json(self) -> Any:
-        import json
-
-        return json.loads(self.data)
-
-
-class EventParser:
-    """An incremental, spec-exact event-stream parser.
-
-    Feed it bytes with :meth:`feed`; it returns the events dispatched so far.
-    ``retry`` is the last reconnection time set by the stream, if any;
-    ``comments`` counts comment lines (heartbeats).
-    """
-
-    def __init__(self) -> None:
-        self._buf = b""
-        self._first = True
-        self._data: list[str] = []
-        self._event = ""
-        self._channel: str | None = None
-        self.last_event_id = ""
-        self.retry: int | None = None
-        self.comments = 0
-        self._pending_cr = False
-
-    def feed(self, chunk: bytes) -> list[Event]:
-        """Parse *chunk*; return the events it completed."""
-        buf = self._buf + chunk
-        if self._first:
-            if len(buf) < 3 and b"\xef\xbb\xbf".startswith(buf):
-                self._buf = buf
-                return []
-            self._first = False
-            if buf.startswith(b"\xef\xbb\xbf"):
-                buf = buf[3:]
-        if not buf:
-            return []  # an empty chunk must not forget a CR that ended the last one
-        if self._pending_cr and buf.startswith(b"\n"):
-            buf = buf[1:]
-        self._pending_cr = False
-        out: list[Event] = []
-        start = 0
-        n = len(buf)
-        i = 0
-        while i < n:
-            c = buf[i]
-            if c == 0x0A or c == 0x0D:
-                line = buf[start:i]
-                if c == 0x0D:
-                    if i + 1 < n:
-                        if buf[i + 1] == 0x0A:
-                            i += 1
-                    else:
-                        self._pending_cr = True
-                self._line(line.decode("utf-8", "replace"), out)
-                start = i + 1
-            i += 1
-        self._buf = buf[start:]
-        return out
-
-    def _line(self, line: str, out: list[Event]) -> None:
-        if line == "":
-            if self._data:
-                data = "\n".join(self._data)
-                event = Event(data, self._event or "message", self.last_event_id, self.retry)
-                event.channel = self._channel
-                out.append(event)
-            self._data = []
-            self._event = ""
-            self._channel = None
-            return
-        if line.startswith(":"):
-            self.comments += 1
-            return
-        name, colon, value = line.partition(":")
-        if colon and value.startswith(" "):
-            value = value[1:]
-        if name == "data":
-            self._data.append(value)
-        elif name == "event":
-            self._event = value
-        elif name == "id":
-            if "\x00" not in value:
-                self.last_event_id = value
-        elif name == "retry" and value.isascii() and value.isdigit():
-            self.retry = int(value)
-        elif name == "channel":
-            self._channel = value
+# The parser lives in its own module (the production client uses it too);
+# re-exported here, where tests have always imported it from.
+from .sse_parser import Event as Event
+from .sse_parser import EventParser as EventParser
 
 
 def parse_events(data: bytes | Iterable[bytes]) -> list[Event]:

@@ -147,6 +147,12 @@ export interface SourceOptions {
   onError?: (error: unknown) => void;
   /** Called when the stream closes instead of reconnecting; `connect()` reopens it. */
   close?: (info: CloseInfo) => void;
+  /**
+   * Reconnect after 408, 425, 429, 500, 502, 503 or 504 (default true): a
+   * documented deviation from EventSource, which fails the connection on any
+   * status but 200. False: fail there too, exactly as EventSource.
+   */
+  retryOnStatus?: boolean;
 }
 
 export class Source implements Readable<StreamEvent | null> {
@@ -172,9 +178,22 @@ export class EventStreamParser {
     onEvent?: (event: StreamEvent) => void;
     onRetry?: (ms: number) => void;
     onComment?: (text: string) => void;
+    /** Called at every blank line with the last event ID string. */
     onLastEventId?: (id: string) => void;
+    /** The last event ID string to start from (the id buffer starts with it too). */
+    lastEventId?: string;
   });
+  /** The last event ID string: what a reconnecting client resends. */
+  lastEventId: string;
+  /** The last event ID buffer, set by `id:` lines. */
+  idBuffer: string;
   feed(chunk: Uint8Array | string): void;
   end(): void;
   reset(): void;
 }
+
+/** The UTF-8 bytes of `text` as a header value (a ByteString), as Last-Event-ID is sent. */
+export function utf8HeaderValue(text: string): string;
+
+/** Whether a Content-Type value's MIME type is text/event-stream (parameters ignored, any case). */
+export function isEventStream(contentType: string | null): boolean;

@@ -313,17 +313,26 @@ export class StreamingClient {
 
 /**
  * A spec-exact event-stream parser (WHATWG HTML, "interpreting an event
- * stream"): one BOM stripped, CR/LF/CRLF line ends, comments ignored, `retry`
- * only when all ASCII digits, an `id` containing NUL ignored, no dispatch
- * without data. The `channel` field (flask_streaming channels) is kept per
- * event. `onEvent({type, data, lastEventId, channel})`, `onRetry(ms)`.
+ * stream"), held to the same conformance table as the Python parser
+ * (flask_streaming.sse_parser): one leading BOM stripped, CR/LF/CRLF line
+ * ends, comments ignored, `retry` only when all ASCII digits (applied when
+ * its line is parsed), an `id` containing NUL ignored. An `id` line sets the
+ * last event ID *buffer*; at every blank line the last event ID *string*
+ * (`lastEventId`, what is resent) takes the buffer's value, even when no
+ * event is dispatched (no data); `end()` discards an unterminated block,
+ * an `id` line in it included. Chunk boundaries never change the result.
+ * The `channel` field (flask_streaming channels) is kept per event.
+ * `onEvent({type, data, lastEventId, channel})`, `onRetry(ms)`,
+ * `onLastEventId(string)` at every blank line.
  */
 export class EventStreamParser {
-  constructor({ onEvent, onRetry, onComment, onLastEventId } = {}) {
+  constructor({ onEvent, onRetry, onComment, onLastEventId, lastEventId = "" } = {}) {
     this.onEvent = onEvent;
     this.onLastEventId = onLastEventId;
     this.onRetry = onRetry;
     this.onComment = onComment;
+    this.lastEventId = lastEventId; // the last event ID string
+    this.idBuffer = lastEventId; // the last event ID buffer
     this.reset();
   }
 
@@ -364,14 +373,16 @@ export class EventStreamParser {
     this.buffer = buf.slice(start);
   }
 
-  /** The stream ended: an unterminated event is discarded, as the spec says. */
+  /** The stream ended: an unterminated block is discarded, as the spec says (an `id` in it too). */
   end() {
     this.decoder.decode();
     this.buffer = "";
+    this.pendingCR = false;
     this.data = [];
     this.hasData = false;
     this.type = "";
     this.channel = null;
+    this.idBuffer = this.lastEventId;
   }
 
   line(line) {
@@ -394,7 +405,7 @@ export class EventStreamParser {
         this.type = value;
         break;
       case "id":
-        if (!value.includes("\0")) this.lastEventId = value;
+        if (!value.includes("\0")) this.idBuffer = value;
         break;
       case "retry":
         if (/^[0-9]+$/.test(value)) this.onRetry?.(parseInt(value, 10));
@@ -408,9 +419,10 @@ export class EventStreamParser {
   }
 
   dispatch() {
-    // The source's last event id is set at every blank line, data or not.
-    this.eventId = this.lastEventId ?? "";
-    this.onLastEventId?.(this.eventId);
+    // The last event ID string takes the buffer's value at every blank
+    // line, data or not (an id-only block sets what is resent).
+    this.lastEventId = this.idBuffer;
+    this.onLastEventId?.(this.lastEventId);
     if (!this.hasData) {
       this.type = "";
       this.channel = null;
@@ -419,8 +431,8 @@ export class EventStreamParser {
     const event = {
       type: this.type || "message",
       data: this.data.join("\n"),
-      lastEventId: this.eventId,
-      id: this.eventId,
+      lastEventId: this.lastEventId,
+      id: this.lastEventId,
       channel: this.channel,
     };
     this.data = [];
@@ -432,6 +444,18 @@ export class EventStreamParser {
 }
 
 const connections = new Map();
+
+/** `text` as the header value fetch sends as its UTF-8 bytes (a ByteString: one char per byte). */
+export function utf8HeaderValue(text) {
+  let out = "";
+  for (const byte of new TextEncoder().encode(text)) out += String.fromCharCode(byte);
+  return out;
+}
+
+/** Whether a Content-Type value's MIME type (parameters ignored, any case) is text/event-stream. */
+export function isEventStream(contentType) {
+  return (contentType || "").split(";")[0].trim().toLowerCase() === "text/event-stream";
+}
 
 function absolute(url) {
   try {
@@ -624,19 +648,32 @@ class Connection {
     }, wait);
   }
 
+  /** Fail the connection, as EventSource does: no reconnect; `close` hooks may `connect()`. */
+  fail(error, extra = {}) {
+    this.readyState = 2;
+    this.controller = null;
+    this.options.onError?.(error);
+    this.closed({ local: false, error, ...extra });
+  }
+
   async open() {
     const controller = new AbortController();
     this.controller = controller;
     this.readyState = 0;
-    const { method = "GET", headers, body, withCredentials = false, onOpen, onError } = this.options;
-    // Only safelisted headers by default: no CORS preflight for a plain GET.
-    const h = mergeHeaders({ Accept: "text/event-stream" }, headers);
-    if (this.lastEventId) h.set("Last-Event-ID", this.lastEventId);
+    const { method = "GET", headers, body, withCredentials = false, onOpen, onError, retryOnStatus = true } = this.options;
+    let h;
+    try {
+      // Only safelisted headers by default: no CORS preflight for a plain GET.
+      h = mergeHeaders({ Accept: "text/event-stream" }, headers);
+      // The last event ID string as UTF-8 (WHATWG), as EventSource sends it.
+      if (this.lastEventId) h.set("Last-Event-ID", utf8HeaderValue(this.lastEventId));
+    } catch (e) {
+      this.fail(e); // bad headers from the caller: retrying cannot help
+      return;
+    }
     const parser = new EventStreamParser({
-      onEvent: (event) => {
-        this.lastEventId = event.lastEventId;
-        this.emit(event);
-      },
+      lastEventId: this.lastEventId,
+      onEvent: (event) => this.emit(event),
       onRetry: (ms) => {
         this.retry = ms;
       },
@@ -644,7 +681,6 @@ class Connection {
         this.lastEventId = id;
       },
     });
-    parser.lastEventId = this.lastEventId;
     let error = null;
     try {
       const response = await fetch(this.url, {
@@ -657,28 +693,31 @@ class Connection {
       });
       if (response.status === 204) {
         // "No Content": the server asks the client to stop reconnecting.
+        response.body?.cancel().catch(() => {});
         this.readyState = 2;
         this.controller = null;
         this.closed({ local: false, error: null, status: 204 });
         return;
       }
       const type = response.headers.get("content-type") || "";
-      if (!response.ok || !type.toLowerCase().startsWith("text/event-stream")) {
-        const detail = await readJson(response).catch(() => null);
-        const err = new StreamingError(detail?.message || `event stream answered ${response.status}`, {
+      if (response.status !== 200 || !isEventStream(type)) {
+        // Never read a body that may be an endless stream: only a JSON error.
+        let detail = null;
+        if (type.toLowerCase().includes("json")) detail = await readJson(response).catch(() => null);
+        else response.body?.cancel().catch(() => {});
+        const err = new StreamingError(detail?.message || `event stream answered ${response.status} ${type}`.trim(), {
           status: response.status,
           body: detail,
           response,
         });
-        // A 4xx other than 408/429 will not get better by retrying.
-        if (response.status >= 400 && response.status < 500 && !RETRYABLE_STATUS.has(response.status)) {
-          this.readyState = 2;
-          this.controller = null;
-          onError?.(err);
-          this.closed({ local: false, error: err });
-          return;
-        }
-        throw err;
+        // Documented deviation from EventSource (which fails the connection
+        // on any status but 200): a restarting server or its proxy answers
+        // these for a moment, so reconnect unless retryOnStatus is false.
+        if (retryOnStatus && RETRYABLE_STATUS.has(response.status)) throw err;
+        // Any other status, a 2xx other than 200, or another Content-Type:
+        // fail the connection as EventSource does (no events, no reconnect).
+        this.fail(err);
+        return;
       }
       this.readyState = 1; // OPEN
       this.failures = 0;
@@ -689,12 +728,13 @@ class Connection {
         if (done) break;
         parser.feed(value);
       }
-      parser.end();
     } catch (e) {
       if (controller.signal.aborted) return; // closed on purpose
       error = e;
       this.failures += 1;
       onError?.(e);
+    } finally {
+      parser.end(); // an unterminated block (an id line in it too) is discarded
     }
     if (this.controller !== controller) return;
     this.schedule(error);
@@ -768,7 +808,15 @@ export class Source {
  * retry (initial reconnection time, ms), lastEventId (resume from),
  * onOpen(response), onError(error), close({connect, local, error}),
  * cache (default true: sources with the same method, URL, headers and body
- * share one connection).
+ * share one connection), retryOnStatus (default true).
+ *
+ * Like EventSource, the connection fails for good (no events, no reconnect;
+ * onError, then the close hooks) when the answer is not a 200 with the
+ * text/event-stream type, e.g. a 205, 210 or 299, a 404, or
+ * Content-Type: text/plain; a 204 closes it quietly. One documented
+ * deviation: after 408, 425, 429, 500, 502, 503 or 504 (a restarting server
+ * or its proxy) it reconnects with backoff; retryOnStatus: false fails the
+ * connection there too, exactly as EventSource.
  */
 export function source(url, options = {}) {
   const href = absolute(url);
