@@ -31,12 +31,11 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Self
 
-from .tus_version import TUS_VERSION
-
 # The parser lives in its own module (the production client uses it too);
 # re-exported here, where tests have always imported it from.
 from .sse_parser import Event as Event
 from .sse_parser import EventParser as EventParser
+from .tus_version import TUS_VERSION
 
 
 def parse_events(data: bytes | Iterable[bytes]) -> list[Event]:
