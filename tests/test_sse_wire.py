@@ -141,41 +141,36 @@ def test_events_routes_answer_get_and_post_only(app: Flask) -> None:
     assert r.status_code == 405 and r.json is not None and r.json["error"]
 
 
+def _read_events(response: Any, count: int) -> list[Any]:
+    parser = EventParser()
+    events: list[Any] = []
+    try:
+        for chunk in response.response:
+            events.extend(parser.feed(chunk))
+            if len(events) >= count:
+                break
+    finally:
+        response.close()
+    return events
+
+
 def test_post_subscribes_like_get_and_resumes_by_last_event_id(app: Flask) -> None:
     streaming: Streaming = app.extensions["streaming"].extension
-    for text in ("one", "two", "three"):
-        streaming.publish("news", text)
+    ids = [streaming.publish("news", text) for text in ("one", "two", "three")]
     client = app.test_client()
     # sveltekit-sse POSTs a JSON body; it is ignored.
     r = client.post(
         "/streaming/events/news",
         json={"ignored": True},
-        headers={"Last-Event-ID": "1"},
+        headers={"Last-Event-ID": ids[0]},
         buffered=False,
     )
-    parser = EventParser()
-    try:
-        events = []
-        for chunk in r.response:
-            events.extend(parser.feed(chunk))
-            if len(events) >= 2:
-                break
-        assert [(e.id, e.data) for e in events] == [("2", "two"), ("3", "three")]
-    finally:
-        r.close()
+    events = _read_events(r, 2)
+    assert [(e.id, e.data) for e in events] == [(ids[1], "two"), (ids[2], "three")]
     assert streaming.broker(app).connections == 0
     # nothing changed on the server: the history is intact
-    r = client.get("/streaming/events/news", headers={"Last-Event-ID": "0"}, buffered=False)
-    parser = EventParser()
-    try:
-        events = []
-        for chunk in r.response:
-            events.extend(parser.feed(chunk))
-            if len(events) >= 3:
-                break
-        assert [e.data for e in events] == ["one", "two", "three"]
-    finally:
-        r.close()
+    r = client.get("/streaming/events/news", headers={"Last-Event-ID": ids[1]}, buffered=False)
+    assert [(e.id, e.data) for e in _read_events(r, 1)] == [(ids[2], "three")]
 
 
 def test_post_has_the_same_authorization_as_get(app: Flask) -> None:
