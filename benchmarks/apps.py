@@ -82,10 +82,13 @@ def ours_sse() -> Response:
 
 @app.get("/peer/sse")
 def peer_sse() -> Response:
-    """A hand-written event stream: one ``data: ...`` string per event."""
+    """A hand-written event stream: the same opening comment as ours (it
+    gets the headers through proxies at once), then one ``data: ...``
+    string per event: the same bytes as ours."""
     n = _count()
 
     def events() -> Iterator[str]:
+        yield ": stream opened\n"
         for i in range(n):
             yield f"data: {event_payload(i)}\n\n"
 
@@ -104,12 +107,13 @@ def ours_ndjson() -> Response:
 
 @app.get("/peer/ndjson")
 def peer_ndjson() -> Response:
-    """A hand-written generator: ``json.dumps(rec) + "\\n"`` per record."""
+    """A hand-written generator: ``json.dumps(rec, separators=(",", ":")) +
+    "\\n"`` per record: the same bytes as ours (compact JSON)."""
     n = _count()
 
     def lines() -> Iterator[str]:
         for i in range(n):
-            yield json.dumps(record(i)) + "\n"
+            yield json.dumps(record(i), separators=(",", ":")) + "\n"
 
     return Response(lines(), mimetype="application/x-ndjson")
 

@@ -12,8 +12,9 @@ one in the read) for the publish→receive latency.
 Protocol with the runner, one JSON object per line on stdout:
 
 1. connect *clients* sockets (at most ``--inflight`` connects at a time,
-   source addresses ``127.0.0.1``, ``127.0.0.2``, ... every
-   ``--per-source`` connections), send each its ``GET``, then print
+   from ``--source`` if given, else source addresses ``127.0.0.1``,
+   ``127.0.0.2``, ... every ``--per-source`` connections), send each its
+   ``GET``, then print
    ``{"phase": "connected", ...}``;
 2. keep the connections open and idle (reading heartbeats) until the runner
    writes ``go`` on stdin (it measures the server's memory meanwhile);
@@ -99,7 +100,9 @@ class Load:
         a = self.args
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setblocking(False)
-        if a.sources > 1:
+        if a.source:
+            s.bind((a.source, 0))
+        elif a.sources > 1:
             s.bind((f"127.0.0.{1 + (i // a.per_source) % a.sources}", 0))
         rc = s.connect_ex(("127.0.0.1", a.port))
         fd = s.fileno()
@@ -281,6 +284,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--inflight", type=int, default=256, help="concurrent connects")
     p.add_argument("--sources", type=int, default=1, help="127.0.0.x source addresses")
     p.add_argument("--per-source", type=int, default=25_000)
+    p.add_argument(
+        "--source",
+        default="",
+        help="one loopback source address for every subscriber (e.g. a fresh 127.x.y.z"
+        " per run, so that the last run's TIME_WAIT ports never collide)",
+    )
     p.add_argument("--connect-timeout", type=float, default=60.0)
     p.add_argument("--idle-timeout", type=float, default=120.0)
     p.add_argument("--timeout", type=float, default=60.0, help="seconds the publish phase may take")
@@ -290,7 +299,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Connect, wait for ``go``, measure, report."""
     args = parse_args(argv)
-    if args.clients > args.per_source * args.sources:
+    if not args.source and args.clients > args.per_source * args.sources:
         args.sources = -(-args.clients // args.per_source)
     limit = raise_nofile(args.clients + 64)
     load = Load(args)

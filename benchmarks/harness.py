@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -90,6 +91,10 @@ class Measurement:
     ttfb: float | None = None
     complete: bool = True
     note: str = ""
+    #: the peer could not run here (``note`` says why): no figure, no ratio.
+    skipped: bool = False
+    #: every run's rate, in run order (the row shows their median).
+    rates: tuple[float, ...] = ()
 
 
 @dataclasses.dataclass
@@ -114,15 +119,46 @@ class Result:
 
     @property
     def ratio(self) -> float | None:
-        """Our rate divided by the peer's."""
-        if self.peer is None or not self.peer.rate:
+        """Our rate divided by the peer's (``None`` when the peer skipped)."""
+        if self.peer is None or self.peer.skipped or not self.peer.rate:
             return None
         return self.ours.rate / self.peer.rate
 
 
-def best(measurements: Sequence[Measurement]) -> Measurement:
-    """The best of repeated runs: complete ones first, then highest rate."""
-    return max(measurements, key=lambda m: (m.complete, m.rate))
+def skipped(impl: str, why: str, unit: str = "-") -> Measurement:
+    """The row of a peer that could not run here, with the reason."""
+    return Measurement(impl + " (SKIPPED)", "-", 0.0, 0.0, unit, note=why, skipped=True)
+
+
+def median(measurements: Sequence[Measurement]) -> Measurement:
+    """The median run of repeated runs (by rate; the lower middle one for
+    an even count), carrying every run's rate in :attr:`Measurement.rates`.
+    An incomplete run makes the row incomplete: its first incomplete run is
+    shown instead."""
+    rates = tuple(m.rate for m in measurements)
+    broken = [m for m in measurements if not m.complete]
+    if broken:
+        return dataclasses.replace(broken[0], rates=rates)
+    ranked = sorted(measurements, key=lambda m: m.rate)
+    return dataclasses.replace(ranked[(len(ranked) - 1) // 2], rates=rates)
+
+
+def alternate(
+    repeat: int, run_ours: Callable[[], Measurement], run_peer: Callable[[], Measurement]
+) -> tuple[Measurement, Measurement]:
+    """Run both sides *repeat* times, alternating which runs first (ours
+    first in odd rounds, the peer first in even ones), and return the
+    :func:`median` of each."""
+    ours: list[Measurement] = []
+    peer: list[Measurement] = []
+    for i in range(repeat):
+        if i % 2 == 0:
+            ours.append(run_ours())
+            peer.append(run_peer())
+        else:
+            peer.append(run_peer())
+            ours.append(run_ours())
+    return median(ours), median(peer)
 
 
 # --- Server -------------------------------------------------------------------
@@ -168,6 +204,59 @@ def gunicorn(
         ready_status=200,
         timeout=300,
     )
+
+
+# --- Versions -------------------------------------------------------------------
+
+
+def _dist(name: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _command_output(cmd: list[str]) -> str:
+    """The first line of *cmd*'s output (stdout or stderr), or why not."""
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unavailable ({exc.__class__.__name__})"
+    text = (out.stdout.strip() or out.stderr.strip()).splitlines()
+    return text[0] if text else "?"
+
+
+def versions() -> dict[str, str]:
+    """What ran, for the table's header: ours and every peer, the servers,
+    Python, and each server's event loop. gevent's loop is asked of a
+    subprocess (this process never imports gevent)."""
+    import platform
+
+    py = [sys.executable, "-c"]
+    gevent_loop = _command_output(
+        [*py, "import gevent; l = type(gevent.get_hub().loop); print(l.__module__)"]
+    )
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    nchan = _command_output(["dpkg-query", "-W", "-f=${Version}", "libnginx-mod-nchan"])
+    return {
+        "Python": f"{platform.python_version()} ({platform.python_implementation()})",
+        "flask_streaming": _dist("flask_streaming"),
+        "Flask": _dist("flask"),
+        "Werkzeug": _dist("werkzeug"),
+        "gunicorn": _dist("gunicorn"),
+        "gevent": f"{_dist('gevent')} (loop {gevent_loop}), greenlet {_dist('greenlet')}",
+        "uvicorn": (
+            f"{_dist('uvicorn')} --loop uvloop {_dist('uvloop')} --http httptools"
+            f" {_dist('httptools')}"
+        ),
+        "sse-starlette": f"{_dist('sse-starlette')} (starlette {_dist('starlette')})",
+        "Flask-SSE": _dist("flask-sse"),
+        "redis": f"redis-py {_dist('redis')}, {_command_output(['redis-server', '--version'])}",
+        "nginx": f"{_command_output([nginx, '-v'])}, libnginx-mod-nchan {nchan}",
+        "tuspy": _dist("tuspy"),
+    }
 
 
 # --- Context ------------------------------------------------------------------
@@ -252,14 +341,16 @@ def render(results: Sequence[Result], header: str) -> str:
         if r.aim is not None:
             met = ratio is not None and ratio >= r.aim
             aim = f">={r.aim:g}x {'met' if met else 'MISSED'}"
+            if r.peer is not None and r.peer.skipped:
+                aim = f">={r.aim:g}x NOT MEASURED"
         for i, m in enumerate([r.ours] + ([r.peer] if r.peer else [])):
             rows.append(
                 [
                     r.scenario if i == 0 else "",
                     m.impl + ("" if m.complete else " (INCOMPLETE)"),
                     m.size,
-                    f"{m.seconds:.3f}",
-                    f"{_num(m.rate)} {m.unit}",
+                    "-" if m.skipped else f"{m.seconds:.3f}",
+                    "-" if m.skipped else f"{_num(m.rate)} {m.unit}",
                     _ms(m.ttfb),
                     (f"{ratio:.2f}x" if ratio is not None else "-") if i == 0 else "",
                     aim if i == 0 else "",
@@ -277,7 +368,33 @@ def render(results: Sequence[Result], header: str) -> str:
     out = [header, "", line(cols), line(["-" * w for w in widths])]
     out += [line(row) for row in rows]
     checks = [(r.scenario, c) for r in results for c in r.checks]
-    notes = [(r.scenario, m) for r in results for m in (r.ours, r.peer) if m and m.note]
+    notes = [
+        (r.scenario, m) for r in results for m in (r.ours, r.peer) if m and m.note and not m.skipped
+    ]
+    skips = [(r.scenario, r.peer) for r in results if r.peer is not None and r.peer.skipped]
+    spread = [
+        (r.scenario, m)
+        for r in results
+        for m in (r.ours, r.peer)
+        if m is not None and len(m.rates) > 1
+    ]
+    ratios = [(r, r.ratio) for r in results if r.ratio is not None]
+    if ratios:
+        out += ["", "ratios (median / median, same run):"]
+        out += [
+            f"  {r.scenario}: {x:.2f}x = {r.ours.impl} / {r.peer.impl}"
+            for r, x in ratios
+            if r.peer is not None
+        ]
+    if skips:
+        out += ["", "peers that did not run (no figure, no ratio):"]
+        out += [f"  [SKIPPED] {name}: {m.impl}: {m.note}" for name, m in skips]
+    if spread:
+        out += ["", "every run (the table shows the median):"]
+        out += [
+            f"  {name} / {m.impl}: " + ", ".join(f"{_num(x)}" for x in m.rates) + f" {m.unit}"
+            for name, m in spread
+        ]
     if checks:
         out += ["", "checks:"]
         out += [

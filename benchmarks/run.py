@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -44,6 +43,7 @@ from benchmarks.harness import (  # noqa: E402
     cpu_plan,
     gunicorn,
     render,
+    versions,
 )
 
 
@@ -67,7 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run only this scenario (repeatable); see --list",
     )
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
-    p.add_argument("--repeat", type=int, default=1, help="runs per side, best counts (default 1)")
+    p.add_argument(
+        "--repeat", type=int, default=1, help="runs per side, the median counts (default 1)"
+    )
     p.add_argument(
         "--timeout", type=float, default=120.0, help="seconds one load loop may take (120)"
     )
@@ -138,10 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     header = (
         f"flask_streaming {_version('flask_streaming')} benchmarks"
-        f"{' (--quick)' if args.quick else ''}: gunicorn {_version('gunicorn')} -k gevent -w 1,"
-        f" gevent {_version('gevent')}, Flask {_version('flask')},"
-        f" Python {platform.python_version()}\n{os.cpu_count()} cpus, {pinning};"
-        f" best of {args.repeat} per side; ratio = ours / peer (higher is better for ours)"
+        f"{' (--quick)' if args.quick else ''}: gunicorn -k gevent -w 1 unless said otherwise\n"
+        f"{os.cpu_count()} cpus, {pinning}; median of {args.repeat} run(s) per side, the"
+        " sides alternating which runs first; ratio = ours / the peer in the row below"
+        " (higher is better for ours)\n" + "\n".join(f"  {k}: {v}" for k, v in versions().items())
     )
     print(render(results, header))
     if args.json:

@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 
 from benchmarks.client import Fetched, fetch
-from benchmarks.harness import Check, Context, Measurement, Result, best, scenario
+from benchmarks.harness import Check, Context, Measurement, Result, alternate, scenario
 
 #: flask_streaming's default ``STREAMING_FLUSH_INTERVAL`` (s): the NDJSON
 #: time-to-first-byte must not exceed it.
@@ -21,13 +21,28 @@ MiB = 1 << 20
 def _alternate(
     ctx: Context, run_ours: Callable[[], Measurement], run_peer: Callable[[], Measurement]
 ) -> tuple[Measurement, Measurement]:
-    """Run peer and ours ``ctx.repeat`` times, alternating; keep the best of each."""
-    ours: list[Measurement] = []
-    peer: list[Measurement] = []
-    for _ in range(ctx.repeat):
-        peer.append(run_peer())
-        ours.append(run_ours())
-    return best(ours), best(peer)
+    """:func:`benchmarks.harness.alternate` with ``ctx.repeat``."""
+    return alternate(ctx.repeat, run_ours, run_peer)
+
+
+def same_output(ctx: Context, paths: tuple[str, str], *, max_bytes: int) -> Check:
+    """Fetch both views of a pair once (untimed) and compare the sha256 of
+    their payloads (chunk framing removed): a paired view is timed only if
+    it sends exactly the same bytes as ours.
+
+    :raises RuntimeError: they differ (the scenario is not run).
+    """
+    got = [
+        fetch(ctx.port, path, max_bytes=max_bytes, timeout=ctx.timeout, digest=True)
+        for path in paths
+    ]
+    ok = all(f.status == 200 and f.clean_end for f in got) and got[0].sha256 == got[1].sha256
+    detail = "; ".join(
+        f"{path}: {f.status}, sha256 {f.sha256[:16]}…" for path, f in zip(paths, got, strict=True)
+    )
+    if not ok:
+        raise RuntimeError(f"the paired views do not send the same output: {detail}")
+    return Check("same output (sha256) before timing", True, detail)
 
 
 def _done(name: str, m: Measurement) -> Check:
@@ -59,8 +74,7 @@ def sse(ctx: Context) -> Result:
     """One client reads *n* small events; rate = events/s over the whole stream."""
     n = ctx.size(300_000, 20_000)
     max_bytes = n * 64 + MiB  # generous: an event is ~35 bytes on the wire
-    for path in ("/ours/sse?n=2000", "/peer/sse?n=2000"):
-        fetch(ctx.port, path, max_bytes=MiB, timeout=10)
+    same = same_output(ctx, (f"/ours/sse?n={n}", f"/peer/sse?n={n}"), max_bytes=max_bytes)
 
     def measure(who: str, impl: str) -> Measurement:
         f = fetch(
@@ -78,6 +92,7 @@ def sse(ctx: Context) -> Result:
         lambda: measure("peer", "peer: Response(generator), one str per event"),
     )
     checks = [
+        same,
         _done("ours: every event arrived, stream ended cleanly", ours),
         _done("peer: every event arrived, stream ended cleanly", peer),
     ]
@@ -90,8 +105,7 @@ def ndjson(ctx: Context) -> Result:
     until the first record arrived."""
     n = ctx.size(1_000_000, 50_000)
     max_bytes = n * 64 + MiB  # a record is ~40 bytes on the wire
-    for path in ("/ours/ndjson?n=2000", "/peer/ndjson?n=2000"):
-        fetch(ctx.port, path, max_bytes=MiB, timeout=10)
+    same = same_output(ctx, (f"/ours/ndjson?n={n}", f"/peer/ndjson?n={n}"), max_bytes=max_bytes)
 
     def measure(who: str, impl: str) -> Measurement:
         f = fetch(
@@ -114,10 +128,11 @@ def ndjson(ctx: Context) -> Result:
     ours, peer = _alternate(
         ctx,
         lambda: measure("ours", "ours: ndjson_response(generator)"),
-        lambda: measure("peer", "peer: Response(json.dumps(rec)+'\\n' per yield)"),
+        lambda: measure("peer", "peer: Response(json.dumps(rec, compact)+'\\n' per yield)"),
     )
     ttfb_ok = ours.ttfb is not None and ours.ttfb <= FLUSH_INTERVAL
     checks = [
+        same,
         _done("ours: every record arrived, stream ended cleanly", ours),
         _done("peer: every record arrived, stream ended cleanly", peer),
         Check(
@@ -183,8 +198,8 @@ def download(ctx: Context) -> Result:
     path = str(ctx.data_dir / name)
     _make_file(path, size)
     try:
-        for who in ("ours", "peer"):
-            fetch(ctx.port, f"/{who}/download/{name}", headers={"Range": "bytes=0-99"}, timeout=10)
+        paths = (f"/ours/download/{name}", f"/peer/download/{name}")
+        same = same_output(ctx, paths, max_bytes=size + 1)
 
         def measure(who: str, impl: str) -> Measurement:
             f = fetch(
@@ -214,6 +229,7 @@ def download(ctx: Context) -> Result:
             ctx.port, f"/ours/download/{name}", headers={"Range": "bytes=0-0"}, timeout=10
         ).headers.get("content-disposition", "")
         checks = [
+            same,
             _done("ours: whole file arrived (Content-Length bytes)", ours),
             _done("peer: whole file arrived (Content-Length bytes)", peer),
             Check(
