@@ -242,3 +242,31 @@ def test_the_security_guide_lists_every_upload_action() -> None:
     table = text.split("Upload authorization actions", 1)[1].split("Without a hook", 1)[0]
     listed = re.findall(r"^   \* - ``([a-z]+)``$", table, re.M)
     assert listed == list(UPLOAD_ACTIONS)
+
+
+def test_revocation_registry_follows_open_streams(app: Flask) -> None:
+    """Each open channel stream is in the registry with its user, ended
+    ones leave nothing behind; end_streams ends only what it names."""
+    from tests.test_channels import Stream
+
+    state = app.extensions["streaming"]
+    streaming = state.extension
+
+    @streaming.stream_user
+    def user() -> str | None:
+        return request.headers.get("X-User")
+
+    client = app.test_client()
+    bob = Stream(client, "/streaming/events/news", headers={"X-User": "bob"})
+    alice = Stream(client, "/streaming/events/news", headers={"X-User": "alice"})
+    assert sorted(str(g.user) for g in state.streams.guards) == ["alice", "bob"]
+    streaming.end_streams(user="bob")
+    bob.read_to_end()
+    assert b"retry: " in bob.raw and not alice.ended
+    assert [g.user for g in state.streams.guards] == ["alice"]
+    streaming.end_streams(["sports"])
+    assert [g.user for g in state.streams.guards] == ["alice"]
+    alice.close()
+    bob.close()
+    assert state.streams.guards == set()
+    assert streaming.broker().connections == 0
