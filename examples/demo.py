@@ -15,6 +15,7 @@ from flask import Flask, render_template, request
 
 from examples import chat as chat_example
 from examples import tus as tus_example
+from examples import uppy as uppy_example
 from examples import uploads as upload_example
 from flask_streaming import (
     ResponseStream,
@@ -47,6 +48,11 @@ EXAMPLES = [
         "Resumable upload (tus)",
         "tus-js-client in 5 MiB chunks; reload mid-upload, pick the file again: it resumes.",
     ),
+    (
+        "uppy",
+        "Drag-and-drop upload (Uppy)",
+        "Uppy with @uppy/tus: drop files; they resume after a reload or a server restart.",
+    ),
 ]
 
 
@@ -58,6 +64,7 @@ def create_app(config: dict[str, object] | None = None) -> Flask:
     upload_example.register(app)
     chat_example.register(app, streaming)
     tus_example.register(app)
+    uppy_example.register(app)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     log_file = Path(app.instance_path, "demo.log")
 
