@@ -29,7 +29,7 @@ extensions = [
 
 
 templates_path: list[str] = []
-exclude_patterns = ["_build", "examples", "_figures.rst"]
+exclude_patterns = ["_build", "examples", "_figures.rst", "_interop_table.rst"]
 root_doc = "index"
 
 autodoc_member_order = "bysource"

@@ -15,8 +15,8 @@ from flask import Flask, render_template, request
 
 from examples import chat as chat_example
 from examples import tus as tus_example
-from examples import uppy as uppy_example
 from examples import uploads as upload_example
+from examples import uppy as uppy_example
 from flask_streaming import (
     ResponseStream,
     Streaming,

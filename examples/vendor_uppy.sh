@@ -6,7 +6,7 @@
 # their CSS, licences and a VERSION file. The result is committed, so the demo
 # needs no network and no Node at run time; tests/interop/test_uppy_bundle.py
 # checks that the committed files are exactly what this script builds.
-#   bash examples/vendor_uppy.sh
+#   bash examples/vendor_uppy.sh        # UPPY_OUT=dir builds elsewhere (the test does)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,12 +14,13 @@ js=tests/js
 if [ ! -x "$js/node_modules/.bin/esbuild" ] || [ ! -d "$js/node_modules/@uppy/core" ]; then
   npm ci --prefix "$js" --no-audit --no-fund --loglevel=error
 fi
-out=examples/static/uppy
+out=${UPPY_OUT:-examples/static/uppy}
 mkdir -p "$out"
 # esbuild resolves packages from the entry's folder upwards: build from tests/js.
-cp examples/uppy_src/entry.js "$js/.uppy-entry.mjs"
-trap 'rm -f "$js/.uppy-entry.mjs"' EXIT
-"$js/node_modules/.bin/esbuild" "$js/.uppy-entry.mjs" --bundle --minify --format=esm \
+entry=$(mktemp "$js/.uppy-entry-XXXXXX.mjs")
+trap 'rm -f "$entry"' EXIT
+cp examples/uppy_src/entry.js "$entry"
+"$js/node_modules/.bin/esbuild" "$entry" --bundle --minify --format=esm \
   --target=es2020 --legal-comments=none --log-level=warning --outfile="$out/uppy.min.js"
 cat "$js/node_modules/@uppy/core/dist/style.min.css" \
     "$js/node_modules/@uppy/drag-drop/dist/style.min.css" > "$out/uppy.min.css"

@@ -75,9 +75,7 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def interop_server(
-    live_server: Callable[..., GunicornServer], bundles: Path
-) -> GunicornServer:
+def interop_server(live_server: Callable[..., GunicornServer], bundles: Path) -> GunicornServer:
     env = {"RETRY": str(RETRY_MS), "PING": str(PING), "INTEROP_BUNDLES": str(bundles)}
     return live_server(APP, env=env)
 

@@ -38,6 +38,8 @@ from tests.interop.conftest import PING, RETRY_MS, require_npm_clients
 pytestmark = [pytest.mark.live]
 
 APP_TYPES = {"tick", "done"}
+#: Seconds the server stays down in the restart scenario.
+DOWNTIME = 2.0
 #: Control events the library documents; a client may see them.
 CONTROL_TYPES = {"stream-reset", "stream-error"}
 
@@ -68,7 +70,10 @@ def cells(scenario: str) -> list[Any]:
 
 
 @pytest.fixture
-def make_client(request: pytest.FixtureRequest) -> Iterator[Callable[[str], SSEClient]]:
+def make_client(
+    request: pytest.FixtureRequest, interop_server: GunicornServer
+) -> Iterator[Callable[[str], SSEClient]]:
+    """Clients stop before the server (this fixture depends on it)."""
     started: list[SSEClient] = []
 
     def make(name: str) -> SSEClient:
@@ -150,6 +155,7 @@ def test_resume_after_a_server_restart(
     restarted_at = time.time()
     interop_server.stop()
     before = len(ticks(client.received()))
+    time.sleep(DOWNTIME)  # reconnect attempts meet a closed port first
     interop_server.start()
     got = wait_for(client, lambda g: len(ticks(g)) >= before + 5, 40, "5 events after the restart")
     check_no_phantoms(got)
@@ -198,5 +204,5 @@ def test_the_idle_stream_sends_heartbeats(interop_server: GunicornServer) -> Non
     """What the idle scenario relies on: heartbeats during the silence."""
     with httpx.stream("GET", interop_server.url + "/idle?idle=1.5", timeout=10) as rv:
         raw = b"".join(rv.iter_bytes())
-    first, _, rest = raw.partition(b"id: 1")
+    _, _, rest = raw.partition(b"id: 1")
     assert b"id: 2" in rest and rest.split(b"id: 2")[0].count(b": ping") >= 4, raw

@@ -93,9 +93,7 @@ def wait_segments(tmp_path: Path, n: int) -> int:
     """Wait until *n* segments reached the hooks (the hooks run before a
     segment's offset is committed, so the kill may lose the last one, never
     the ones before)."""
-    found = wait_until(
-        lambda: len(signals(tmp_path, "segment-received")) >= n, 30, f"{n} segments"
-    )
+    found = wait_until(lambda: len(signals(tmp_path, "segment-received")) >= n, 30, f"{n} segments")
     assert found
     return len(signals(tmp_path, "segment-received"))
 
@@ -221,7 +219,9 @@ def test_tus_js_client_resumes_after_sigkill(
 # -- Uppy in Chromium: the demo page -------------------------------------------
 
 
-def uppy_upload(browser: Any, server: GunicornServer, path: Path, during: Callable[[], None]) -> str:
+def uppy_upload(
+    browser: Any, server: GunicornServer, path: Path, during: Callable[[], None]
+) -> str:
     context = browser.new_context()
     page = context.new_page()
     page.set_default_timeout(90_000)
@@ -243,7 +243,11 @@ def uppy_upload(browser: Any, server: GunicornServer, path: Path, during: Callab
 
 @pytest.mark.parametrize(
     "_",
-    [pytest.param(0, marks=cell("@uppy/core + @uppy/tus", "sha256", pytest.mark.browser), id="uppy")],
+    [
+        pytest.param(
+            0, marks=cell("@uppy/core + @uppy/tus", "sha256", pytest.mark.browser), id="uppy"
+        )
+    ],
 )
 def test_uppy_byte_identical(
     _: int, browser: Any, live_server: Callable[..., GunicornServer], tmp_path: Path
@@ -257,7 +261,11 @@ def test_uppy_byte_identical(
 
 @pytest.mark.parametrize(
     "_",
-    [pytest.param(0, marks=cell("@uppy/core + @uppy/tus", "sigkill", pytest.mark.browser), id="uppy")],
+    [
+        pytest.param(
+            0, marks=cell("@uppy/core + @uppy/tus", "sigkill", pytest.mark.browser), id="uppy"
+        )
+    ],
 )
 def test_uppy_resumes_after_sigkill(
     _: int, browser: Any, live_server: Callable[..., GunicornServer], tmp_path: Path
