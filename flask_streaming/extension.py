@@ -180,6 +180,10 @@ class Streaming:
     ``STREAMING_COMPLETED_RETENTION``
         seconds after completion at which a completed upload is removed
         (``None``: kept until the app removes it).
+    ``STREAMING_METRICS``
+        serve Prometheus metrics at ``{prefix}/metrics`` (``False``; extra
+        ``metrics``; loopback clients only unless :meth:`authorize_metrics`
+        set a hook).
 
     :param app: an app to register with at once.
     :param view_decorators: decorators applied to every view of the
@@ -203,6 +207,7 @@ class Streaming:
         self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()
         self._channel_authorizer: Callable[[str, str], bool] = default_channel_authorizer
         self._upload_authorizer: Callable[[str, Any], bool] | None = None
+        self._metrics_authorizer: Callable[[], bool] | None = None
         self._stream_user: Callable[[], str | None] | None = None
         if app is not None:
             self.init_app(app)
@@ -231,6 +236,16 @@ class Streaming:
             # A publish from any view of the app: JSON 503 + Retry-After,
             # not an HTML 500 (an app's own handler, set before, wins).
             app.register_error_handler(BrokerUnavailable, _broker_unavailable)
+        if settings.metrics:
+            from .metrics import install, metrics_view
+
+            install(app)
+            # An app route, not the blueprint's: no view_decorators, no CORS.
+            app.add_url_rule(
+                f"{settings.url_prefix}/metrics",
+                endpoint="flask_streaming_metrics",
+                view_func=metrics_view(lambda: self._metrics_authorizer),
+            )
         if self.register_blueprint and settings.routes:
             app.register_blueprint(
                 create_blueprint(settings, self.view_decorators),
@@ -252,6 +267,17 @@ class Streaming:
         Denied: 403 JSON. Without a hook every upload action is allowed
         (subject to the limits)."""
         self._upload_authorizer = fn
+        return fn
+
+    # -- metrics ---------------------------------------------------------
+
+    def authorize_metrics(self, fn: Callable[[], bool]) -> Callable[[], bool]:
+        """Decorator: ``fn() -> bool`` decides, inside the request, whether
+        ``{prefix}/metrics`` (``STREAMING_METRICS``) is answered (e.g. check
+        a bearer token). Denied: 403 JSON. Without a hook only loopback
+        clients are answered (behind a local proxy, mind ``ProxyFix``: without
+        it every request comes from the proxy's loopback address)."""
+        self._metrics_authorizer = fn
         return fn
 
     # -- channels --------------------------------------------------------

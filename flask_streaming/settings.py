@@ -299,6 +299,18 @@ def _broker_url(value: Any) -> str:
     return url
 
 
+def _metrics(value: Any) -> bool:
+    on = _bool(value)
+    if on:
+        try:
+            import prometheus_client  # noqa: F401
+        except ImportError:
+            raise ValueError(
+                'needs prometheus_client: pip install "flask-streaming[metrics]"'
+            ) from None
+    return on
+
+
 def _max_connections(value: Any) -> int:
     if value is None:
         return derived_max_connections()
@@ -476,6 +488,14 @@ class Settings:
             f"{_DURATION_WORDS}; above 0; or None (kept until the app removes them)",
         ),
     )
+    #: Serve Prometheus metrics (``flask_streaming_*``) at ``{prefix}/metrics``
+    #: in the text format; needs the ``metrics`` extra (``prometheus_client``).
+    #: Answered only to loopback clients unless the app sets a hook with
+    #: :meth:`Streaming.authorize_metrics <flask_streaming.Streaming.authorize_metrics>`;
+    #: never wrapped by ``view_decorators`` nor covered by CORS. Several
+    #: gunicorn workers: set ``PROMETHEUS_MULTIPROC_DIR`` (see the deployment
+    #: guide).
+    metrics: bool = _key(False, Check(_metrics, 'True or False (or "1"/"0", "true"/"false")'))
 
     def __post_init__(self) -> None:
         if self.max_connections is None:  # the default: derived from gunicorn

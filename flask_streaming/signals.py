@@ -44,6 +44,26 @@ stream_closed = _signals.signal("stream-closed")
 event_published = _signals.signal("event-published")
 
 
+# Signals for observers (metrics): sent with the broker or the app as
+# sender, cheap when nothing is connected.
+
+#: A broker handed events to its local subscribers: once per live event
+#: fanned out and once per replay. Sender: the
+#: :class:`~flask_streaming.brokers.Broker`. Kwargs: ``count`` (how many
+#: event deliveries: subscribers times events).
+events_delivered = _signals.signal("events-delivered")
+
+#: A ``stream-reset`` event was queued for a resuming subscriber. Sender: the
+#: broker. Kwargs: ``reason`` (its ``reason`` member, e.g. ``"history"``).
+stream_reset_sent = _signals.signal("stream-reset-sent")
+
+#: An upload signal's receivers ran (the partial, final or creation hook).
+#: Sender: the app. Kwargs: ``hook`` (the signal's name, e.g.
+#: ``"segment-received"``), ``seconds`` (wall time of all its receivers),
+#: ``outcome`` (``"ok"``, ``"refused"`` or ``"failed"``).
+hook_finished = _signals.signal("hook-finished")
+
+
 class _OrderedSet(dict[object, None]):
     """The set blinker keeps receivers in, remembering insertion order, so
     receivers run (and their results merge) in connection order."""

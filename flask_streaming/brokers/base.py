@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..errors import BadRequest
+from ..signals import events_delivered, stream_reset_sent
 from ..sse import ServerSentEvent
 from ..transport import Outbox, StreamBody, gevent_active, jittered_retry
 
@@ -313,6 +314,7 @@ class Broker:
         if subs:
             for sub in tuple(subs):
                 sub.deliver(seq, raw)
+            events_delivered.send(self, count=len(subs))
 
     # -- subscribing -----------------------------------------------------
 
@@ -352,6 +354,7 @@ class Broker:
         if replay.reason is not None:
             position = format_id(replay.generation, replay.position)
             out.append(reset_event(sub.last_event_id or "", replay.reason, position))
+            stream_reset_sent.send(self, reason=replay.reason)
         pending, sub.pending = sub.pending or [], None
         last = replay.after
         # The replay, then what went live meanwhile, in seq order, once each.
@@ -361,6 +364,7 @@ class Broker:
                 last = seq
         sub.last_seq = last
         if out:
+            events_delivered.send(self, count=len(out))
             # One chunk, not counted as lag: however long, a replay never
             # trips the slow-consumer cut-off; the writer sends it as the
             # socket drains.

@@ -48,6 +48,7 @@ from ..errors import (
 )
 from ..settings import Settings
 from ..signals import (
+    hook_finished,
     segment_received,
     upload_aborted,
     upload_completed,
@@ -128,9 +129,13 @@ class UploadService:
 
     def _send(self, signal: Signal, what: str, **kwargs: Any) -> dict[str, Any]:
         """Send *signal*; a refusal propagates, anything else → hook_failed."""
+        started, outcome = time.monotonic(), "failed"
         try:
-            return merge_results(signal.send(self.app, **kwargs), what, self.app.json.dumps)
+            rv = merge_results(signal.send(self.app, **kwargs), what, self.app.json.dumps)
+            outcome = "ok"
+            return rv
         except StreamingError:
+            outcome = "refused"
             raise
         except HookResultInvalid as exc:
             self.app.logger.error("flask_streaming: %s", exc)
@@ -146,6 +151,9 @@ class UploadService:
                 f"a {what} receiver failed on the server; nothing was accepted, send again",
                 hook=what,
             ) from exc
+        finally:
+            seconds = time.monotonic() - started
+            hook_finished.send(self.app, hook=what, seconds=seconds, outcome=outcome)
 
     def _locked(self, session_id: str, timeout: float | None = None) -> FileLock:
         try:

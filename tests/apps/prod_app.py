@@ -110,7 +110,7 @@ def create_app() -> Flask:
 
     @app.post("/publish/<channel>")
     def publish(channel: str) -> dict[str, object]:
-        return {"id": streaming.publish(channel, {"n": 1})}
+        return {"id": streaming.publish(channel, {"n": 1}), "pid": os.getpid()}
 
     @app.get("/failing")
     def failing() -> Response:
