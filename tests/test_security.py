@@ -270,3 +270,20 @@ def test_revocation_registry_follows_open_streams(app: Flask) -> None:
     bob.close()
     assert state.streams.guards == set()
     assert streaming.broker().connections == 0
+
+
+def test_a_shared_store_folder_is_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    old = tmp_path / "old-store"
+    old.mkdir(mode=0o755)
+    old.chmod(0o755)
+    with caplog.at_level("WARNING", logger="flask_streaming"):
+        FileStorage(str(old))
+    assert "accessible to other users" in caplog.text
+    assert (old.stat().st_mode & 0o777) == 0o755  # left as it was
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="flask_streaming"):
+        FileStorage(str(tmp_path / "new-store"))
+    assert caplog.text == ""
+    assert ((tmp_path / "new-store").stat().st_mode & 0o777) == 0o700

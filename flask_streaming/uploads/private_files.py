@@ -10,8 +10,12 @@ elsewhere (opening one fails with ``ELOOP``).
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from typing import IO
+
+logger = logging.getLogger("flask_streaming")
 
 #: Mode of every folder the store creates.
 DIR_MODE = 0o700
@@ -27,6 +31,22 @@ def make_private_dir(path: str) -> None:
     os.makedirs(path, DIR_MODE, exist_ok=True)
     if os.path.islink(path):
         raise OSError(f"refusing to use a symbolic link as a store folder: {path}")
+
+
+def warn_if_shared(path: str) -> bool:
+    """Log a warning when the folder *path* (made before, by someone else or
+    an older version) lets other users in; returns whether it does. Its
+    permissions are left as they are: the app may share it on purpose."""
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode & 0o077:
+        logger.warning(
+            "flask_streaming: the upload store %s is accessible to other users (mode %o);"
+            " session ids in it are credentials: chmod 700 it",
+            path,
+            mode,
+        )
+        return True
+    return False
 
 
 def open_fd(path: str, flags: int) -> int:

@@ -40,7 +40,7 @@ from collections.abc import Iterable
 from typing import IO, Any, Protocol
 
 from .locks import FileLock
-from .private_files import DIR_MODE, make_private_dir, open_fd, open_private
+from .private_files import DIR_MODE, make_private_dir, open_fd, open_private, warn_if_shared
 from .segments import BLOCK_SIZE
 from .sessions import UploadSession, valid_session_id
 
@@ -190,6 +190,7 @@ class FileStorage:
         self.lock_timeout = lock_timeout
         self.fsync = fsync
         make_private_dir(self.folder)
+        warn_if_shared(self.folder)
         make_private_dir(os.path.join(self.folder, ".clients"))
         make_private_dir(os.path.join(self.folder, ".trash"))
 
