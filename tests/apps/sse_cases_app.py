@@ -14,6 +14,13 @@ clients on a real gunicorn + gevent server.
 * ``/idle``: an ``sse_response`` that sends an event with an id, stays idle
   for ``?idle=`` seconds (heartbeats every ``STREAMING_PING_INTERVAL``, from
   the ``PING`` environment variable), then a second event, then ends.
+* ``/gated?token=T&ping=S``: an ``sse_response`` whose generator waits
+  until ``POST /go/T`` before its first event (so a client can show that it
+  saw the stream open before any event existed), then ends.
+* ``POST /publish/<channel>?data=...``: publish to a channel.
+* ``/id-only``: ``sse_response([ServerSentEvent(id="7")], retry=50)`` (an
+  id-only block, then the end), recording ``Last-Event-ID`` per ``token``;
+  later requests of a token get ``204``.
 * ``/client-page``: a bare page importing the JS client as ``window.fs``.
 
 Serve it with ``gunicorn -k gevent "tests.apps.sse_cases_app:create_app()"``.
@@ -22,6 +29,7 @@ Serve it with ``gunicorn -k gevent "tests.apps.sse_cases_app:create_app()"``.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -29,13 +37,15 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, render_template_string, request
 
-from flask_streaming import Streaming, sse_response
+from flask_streaming import ServerSentEvent, Streaming, sse_response
 from tests.sse_cases import CASES, RESPONSES
 
 BY_NAME = {c.name: c for c in CASES}
 RESPONSE_BY_NAME = {r.name: r for r in RESPONSES}
 #: token -> the requests seen, in order
 SEEN: dict[str, list[dict[str, Any]]] = defaultdict(list)
+#: token -> released by POST /go/<token>
+GATES: dict[str, threading.Event] = defaultdict(threading.Event)
 
 PAGE = """<!doctype html>
 <meta charset="utf-8">
@@ -113,6 +123,34 @@ def create_app() -> Flask:
             time.sleep(pause)
 
         return sse_response(gen(), retry=100)
+
+    @app.get("/gated")
+    def gated() -> Response:
+        gate = GATES[request.args["token"]]
+
+        def gen() -> Iterator[Any]:
+            gate.wait(20)  # gevent-patched: the worker serves others meanwhile
+            yield {"data": "first", "id": "1"}
+
+        # ?ping=: no heartbeat within the test, so nothing but the stream's
+        # own opening can get the headers out before the first event
+        return sse_response(gen(), ping=request.args.get("ping", type=float))
+
+    @app.post("/go/<token>")
+    def go(token: str) -> Response:
+        GATES[token].set()
+        return jsonify({"released": token})
+
+    @app.post("/publish/<channel>")
+    def publish(channel: str) -> Response:
+        streaming: Streaming = app.extensions["streaming"].extension
+        return jsonify({"id": streaming.publish(channel, request.args["data"])})
+
+    @app.get("/id-only")
+    def id_only() -> Response:
+        if _record(request.args["token"]) > 1:
+            return Response(status=204)
+        return sse_response([ServerSentEvent(id="7")], retry=50)
 
     @app.get("/client-page")
     def client_page() -> str:
