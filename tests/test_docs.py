@@ -175,6 +175,28 @@ def test_sse_views_countdown_and_producer(tmp_path: Path) -> None:
     assert {e.event for e in events} == {"progress"}
 
 
+def test_sse_guide_sveltekit_sse_form(tmp_path: Path) -> None:
+    """What sveltekit-sse's source() needs (tests/test_sse_sveltekit_example.py
+    runs the real client against this module): POST answered like GET, the
+    bare type, and an ``event:`` field on every event (its select() misses
+    the unnamed ones)."""
+    mod = example("sveltekit_sse", tmp_path)
+    client = mod.app.test_client()
+    for method in ("POST", "GET"):
+        r = client.open("/prices", method=method, json={})
+        assert r.status_code == 200 and r.headers["Content-Type"] == "text/event-stream"
+        blocks = [b for b in r.data.split(b"\n\n") if b"data:" in b]
+        assert len(blocks) == 3 and all(b"\nevent: price\n" in b"\n" + b for b in blocks)
+        events = parse_events(r.data)
+        assert [(e.event, e.json()["price"]) for e in events] == [
+            ("price", 101.5),
+            ("price", 101.75),
+            ("price", 102.0),
+        ]
+    js = (EXAMPLES / "sveltekit_sse_client.js").read_text()
+    assert 'from "sveltekit-sse"' in js and '.select("price")' in js
+
+
 # -- channels guide -----------------------------------------------------------------
 def test_channels_app_rooms_authorization_and_resume(tmp_path: Path) -> None:
     mod = example("channels_app", tmp_path)
@@ -425,7 +447,7 @@ def test_monkey_patching_entry_patches_before_the_app(tmp_path: Path) -> None:
 
 
 # -- clients and tus recipes ---------------------------------------------------------------
-JS_FILES = ["js_client.js", "tus_browser.js", "tus_uppy.js"]
+JS_FILES = ["js_client.js", "tus_browser.js", "tus_uppy.js", "sveltekit_sse_client.js"]
 
 
 @pytest.mark.parametrize("name", JS_FILES)
