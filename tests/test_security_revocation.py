@@ -167,3 +167,39 @@ def test_end_streams_names_someone(app: Any) -> None:
     streaming = app.extensions["streaming"].extension
     with pytest.raises(ValueError):
         streaming.end_streams()
+
+
+@pytest.mark.browser
+def test_a_browser_event_source_stops_for_good_or_resumes(
+    live_server: Callable[..., GunicornServer], tmp_path: Path
+) -> None:
+    """Chromium's EventSource: a revoked user's stream ends and its
+    reconnect gets 403, after which it stays closed (readyState 2); a user
+    still allowed reconnects and gets every event once, none lost."""
+    from tests.browser import chromium, new_page
+
+    config = {"STREAMING_RETRY": 200}
+    server = live_server(APP, env={"SECURITY_APP_CONFIG": json.dumps(config)})
+    port = server.port
+    with chromium() as browser, new_page(browser) as bob, new_page(browser) as alice:
+        for page, user in ((bob, "bob"), (alice, "alice")):
+            page.goto(f"{server.url}/page/{user}")
+            page.evaluate("window.start()")
+            page.wait_for_function("window.seen.opens === 1")
+        assert post(port, "/publish/news", "e1") == 200
+        for page in (bob, alice):
+            page.wait_for_function("window.seen.messages.length === 1")
+        (tmp_path / "instance" / "revoked.txt").write_text("bob\n")
+        assert post(port, "/admin/end-streams", {"user": "bob"}) == 204
+        bob.wait_for_function("window.es.readyState === 2", timeout=20_000)
+        assert bob.evaluate("window.seen.opens") == 1
+        # The channel ends for everyone; alice is still allowed.
+        assert post(port, "/admin/end-streams", {"channels": ["news"]}) == 204
+        alice.wait_for_function("window.seen.errors >= 1", timeout=20_000)
+        assert post(port, "/publish/news", "e2") == 200
+        alice.wait_for_function(
+            "window.seen.opens === 2 && window.seen.messages.length === 2", timeout=20_000
+        )
+        assert alice.evaluate("window.seen.messages") == ["e1", "e2"]
+        assert bob.evaluate("window.seen.messages") == ["e1"]
+        assert bob.evaluate("window.es.readyState") == 2

@@ -14,7 +14,11 @@ their own uploads and channels.
   subscribe to nothing; a stream's user is ``X-User`` (``stream_user``);
 * ``POST /admin/end-streams`` (JSON ``{"channels": [...], "user": ...}``):
   ``streaming.end_streams``; ``POST /publish/<channel>`` (body: the data);
-* every response carries ``X-Worker`` (the pid); ``GET /whoami``: the pid.
+* every response carries ``X-Worker`` (the pid); ``GET /whoami``: the pid;
+* ``GET /page/<user>``: a page (for a browser, whose ``EventSource`` sends
+  no custom header) that sets the ``user`` cookie — read when ``X-User`` is
+  absent — and keeps an ``EventSource`` of ``news`` open, recording what it
+  sees in ``window.seen``.
 
 Serve it with ``gunicorn -k gevent "tests.apps.security_app:create_app()"``;
 the instance folder is ``$INSTANCE_PATH``; ``$SECURITY_APP_CONFIG`` (JSON) is
@@ -30,6 +34,21 @@ from typing import Any
 from flask import Flask, Response, request
 
 from flask_streaming import Streaming
+
+PAGE = """<!doctype html>
+<meta charset="utf-8">
+<title>revocation</title>
+<script>
+window.seen = {messages: [], opens: 0, errors: 0};
+window.start = () => {
+  const es = new EventSource("/streaming/events/news");
+  window.es = es;
+  es.onopen = () => { window.seen.opens += 1; };
+  es.onerror = () => { window.seen.errors += 1; };
+  es.onmessage = (e) => { window.seen.messages.push(e.data); };
+};
+</script>
+"""
 
 
 def _log(app: Flask, record: dict[str, Any]) -> None:
@@ -50,9 +69,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     streaming = Streaming(app)
     os.makedirs(app.instance_path, exist_ok=True)
 
+    def current_user() -> str | None:
+        return request.headers.get("X-User") or request.cookies.get("user")
+
     @streaming.authorize_upload
     def owner_only(action: str, session: Any) -> bool:
-        user = request.headers.get("X-User")
+        user = current_user()
         if action in ("create", "status"):  # status: the team sees progress
             allowed = bool(user)
         else:
@@ -72,7 +94,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     @streaming.authorize_channel
     def own_channel(channel: str, action: str) -> bool:
-        user = request.headers.get("X-User")
+        user = current_user()
         if os.path.exists(revoked):
             with open(revoked) as f:
                 if user in f.read().split():
@@ -83,7 +105,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     @streaming.stream_user
     def stream_user() -> str | None:
-        return request.headers.get("X-User")
+        return current_user()
 
     @app.post("/admin/end-streams")
     def end_streams() -> tuple[str, int]:
@@ -99,6 +121,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     def worker(response: Response) -> Response:
         response.headers["X-Worker"] = str(os.getpid())
         return response
+
+    @app.get("/page/<user>")
+    def page(user: str) -> Response:
+        rv = Response(PAGE, mimetype="text/html")
+        rv.set_cookie("user", user)
+        return rv
 
     @app.get("/whoami")
     def whoami() -> dict[str, int]:
