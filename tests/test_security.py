@@ -287,3 +287,23 @@ def test_a_shared_store_folder_is_reported(
         FileStorage(str(tmp_path / "new-store"))
     assert caplog.text == ""
     assert ((tmp_path / "new-store").stat().st_mode & 0o777) == 0o700
+
+
+def test_an_ended_stream_resumes_from_its_position(app: Flask) -> None:
+    """A stream that received nothing yet is ended at its position: its
+    reconnect (with the id the end marked) gets what was published since."""
+    from tests.test_channels import Stream
+
+    streaming = app.extensions["streaming"].extension
+    client = app.test_client()
+    streaming.publish("news", "before")
+    quiet = Stream(client, "/streaming/events/news")
+    streaming.end_streams(["news"])
+    quiet.read_to_end()
+    streaming.publish("news", "meanwhile")
+    ids = [line[4:] for line in quiet.raw.decode().splitlines() if line.startswith("id: ")]
+    assert len(ids) == 1 and quiet.events == []  # an id-only mark, no event
+    again = Stream(client, "/streaming/events/news", headers={"Last-Event-ID": ids[0]})
+    assert [e.data for e in again.read(1)] == ["meanwhile"]
+    again.close()
+    quiet.close()
