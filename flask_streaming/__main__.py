@@ -7,18 +7,22 @@
     python -m flask_streaming listen http://127.0.0.1:8000/streaming/events/news
 
 Exit codes: ``0`` done; ``1`` the server refused (an HTTP error answer);
-``2`` bad usage or the ``client`` extra is missing; ``3`` the server could
-not be reached or the upload was interrupted (the message says how to
-resume it); ``4`` the file cannot be read; ``130`` interrupted by Ctrl-C.
+``2`` bad usage (also a URL that is not ``http://`` or ``https://``) or the
+``client`` extra is missing; ``3`` the server could not be reached or the
+upload was interrupted (the message prints the whole command that resumes
+it); ``4`` the file cannot be read; ``130`` interrupted by Ctrl-C (an upload
+prints its id and the command that resumes it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_NETWORK, EXIT_FILE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
@@ -89,21 +93,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(f"{exc.name} is missing: pip install 'flask-streaming[client]'")
         return EXIT_USAGE
     headers = _headers(args.header, parser)
+    url = urlsplit(args.url)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        _error(f"bad URL {args.url!r}: give an http:// or https:// URL with a host")
+        return EXIT_USAGE
     try:
         if args.command == "upload":
             return _upload(args, parser, headers)
         return _listen(args, headers)
     except client.ServerError as exc:
-        _error(f"the server refused: {exc}")
+        if args.command == "listen" and exc.status == 200:
+            _error(
+                f"{args.url} is not an event stream: it answered 200 without"
+                " Content-Type: text/event-stream (an events URL looks like"
+                " http://host/streaming/events/<channel>)"
+            )
+        else:
+            _error(f"the server refused: {exc}")
         return EXIT_REFUSED
     except client.UploadFailed as exc:
         _error(str(exc))
         if exc.resume:
-            print(
-                f"resume with: python -m flask_streaming upload {args.file} {args.url} "
-                f"--protocol {args.protocol} --resume {exc.resume}",
-                file=sys.stderr,
-            )
+            print(f"resume with: {resume_command(args, exc.resume)}", file=sys.stderr)
         return EXIT_NETWORK
     except httpx.InvalidURL as exc:
         _error(f"bad URL {args.url!r}: {exc}")
@@ -114,9 +125,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     except httpx.TransportError as exc:
         _error(f"cannot reach {args.url}: {exc or type(exc).__name__}")
         return EXIT_NETWORK
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print(file=sys.stderr)
+        resume = getattr(exc, "resume", None)
+        if args.command == "upload" and resume:
+            _error(f"interrupted; the upload is {resume}")
+            print(f"resume with: {resume_command(args, resume)}", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def resume_command(args: argparse.Namespace, resume: str) -> str:
+    """The command line that continues an interrupted upload: the same
+    file, URL, protocol, segment size, type, metadata, headers and retries,
+    plus ``--resume``."""
+    argv = ["python", "-m", "flask_streaming", "upload", args.file, args.url]
+    # repr: the exact float, so that the segments line up with those sent.
+    argv += ["--protocol", args.protocol, "--segment-size", repr(args.segment_size)]
+    if args.content_type:
+        argv += ["--content-type", args.content_type]
+    for item in args.metadata:
+        argv += ["--metadata", item]
+    for item in args.header:
+        argv += ["--header", item]
+    if args.retries != 5:
+        argv += ["--retries", str(args.retries)]
+    if args.no_progress:
+        argv.append("--no-progress")
+    return shlex.join([*argv, "--resume", resume])
 
 
 def _upload(

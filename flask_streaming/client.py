@@ -293,6 +293,10 @@ def upload(
             if protocol == "native":
                 return job.native(_endpoint(url, "native"), resume)
             return job.tus(_endpoint(url, "tus"), resume)
+        except KeyboardInterrupt as exc:
+            # Ctrl-C: say what continues the upload (None: nothing created yet).
+            exc.resume = job.resume  # type: ignore[attr-defined]
+            raise
         finally:
             bar.close()
     finally:
@@ -331,6 +335,9 @@ class _Job:
         self.content_type = content_type
         self.metadata = metadata
         self.on_progress: Any = None
+        #: what continues this upload: the session id (native) or the
+        #: upload URL (tus), once known
+        self.resume: str | None = None
         #: how many segments / PATCH requests were sent (tests look at it)
         self.requests = 0
 
@@ -348,7 +355,7 @@ class _Job:
         import httpx
 
         count = max(1, -(-self.size // self.segment_size))
-        sid = resume
+        sid = self.resume = resume
         try:
             if sid is None:
                 body = {
@@ -358,7 +365,7 @@ class _Job:
                     "metadata": self.metadata,
                 }
                 created = _request(self.http, "POST", endpoint, self.retry, json=body)
-                sid = str(created.json()["streamId"])
+                sid = self.resume = str(created.json()["streamId"])
                 index = 0
             else:
                 index = self._contiguous(endpoint, sid, count)
@@ -442,13 +449,14 @@ class _Job:
     def tus(self, endpoint: str, resume: str | None) -> dict[str, Any]:
         import httpx
 
-        location = resume
+        location = self.resume = resume
         try:
             if location is None:
                 location = self._tus_create(endpoint)
                 offset = 0
             else:
                 offset = self._tus_offset(location)
+            self.resume = location
         except httpx.TransportError as exc:
             raise UploadFailed(f"cannot reach the server: {exc}", location) from exc
         resumes = self.resumes

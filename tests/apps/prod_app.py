@@ -12,7 +12,8 @@ and
   ``generator`` (an ``after_request`` hook that replaces every streamed body
   with a generator that never passes ``close()`` on);
 * a partial hook that returns ``{"at": <datetime>}``, or, for a session
-  whose metadata has ``bad_result``, an object no JSON provider serialises;
+  whose metadata has ``bad_result``, an object no JSON provider serialises
+  (metadata ``slow``: it sleeps that many seconds first);
   ``/hook-calls`` counts its calls.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -95,6 +97,8 @@ def create_app() -> Flask:
     @segment_received.connect_via(app)
     def stamp(sender: Flask, session: UploadSession, segment: Segment, **kw: Any) -> Any:
         calls["n"] += 1
+        if session.metadata.get("slow"):
+            time.sleep(float(session.metadata["slow"]))
         if session.metadata.get("bad_result"):
             return {"at": object()}
         return {"at": WHEN}
