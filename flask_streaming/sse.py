@@ -188,6 +188,25 @@ def to_event(item: Any) -> ServerSentEvent:
     return ServerSentEvent(item)
 
 
+def last_event_id() -> str | None:
+    """The current request's ``Last-Event-ID`` as text, ``None`` without one.
+
+    Clients send the last event ID string encoded as UTF-8 (WHATWG HTML,
+    "The Last-Event-ID header"; browsers, our JS and Python clients), while
+    WSGI hands header bytes over as Latin-1 text: this undoes that, so that
+    an id such as ``"…"`` comes back as sent (bytes that are not UTF-8
+    become U+FFFD). A value that is not Latin-1 text (a test client's ``str``
+    header) is returned as it is.
+    """
+    raw = request.headers.get("Last-Event-ID")
+    if raw is None:
+        return None
+    try:
+        return raw.encode("latin-1").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return raw
+
+
 def jittered_retry(base: int | None = None) -> bytes:
     """A lone ``retry:`` line (no blank line after it: it takes effect when
     parsed and dispatches nothing) between *base* (default
@@ -384,6 +403,7 @@ __all__ = [
     "StreamClosedError",
     "event_stream_response",
     "gevent_active",
+    "last_event_id",
     "produce",
     "sse_response",
 ]

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from flask_streaming import ServerSentEvent, Streaming, produce, sse_response, transport
 from flask_streaming.channels import EVENTS_METHODS, EVENTS_VIEW
-from flask_streaming.sse import EVENT_STREAM_TYPE, PING, PRELUDE, jittered_retry
+from flask_streaming.sse import EVENT_STREAM_TYPE, PING, PRELUDE, jittered_retry, last_event_id
 from flask_streaming.testing import EventParser
 from flask_streaming.transport import retry_line
 
@@ -497,3 +497,24 @@ def test_broker_unavailable_retry_has_no_phantom(
     assert re.fullmatch(rb": stream opened\nretry: 3000\nretry: [0-9]+\n", raw), raw
     assert_no_phantom(raw, [])
     assert 3000 <= (spec_parser(raw)[1] or 0) < 8000
+
+
+# --- reading Last-Event-ID -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, None),
+        ({"HTTP_LAST_EVENT_ID": "42"}, "42"),
+        # what a WSGI server hands over for the UTF-8 bytes of "…" and "é"
+        ({"HTTP_LAST_EVENT_ID": "\u2026é".encode().decode("latin-1")}, "\u2026é"),
+        ({"HTTP_LAST_EVENT_ID": "\xff"}, "\ufffd"),  # not UTF-8
+        ({"HTTP_LAST_EVENT_ID": "\u2026"}, "\u2026"),  # a str no server would send: as is
+    ],
+)
+def test_last_event_id_reads_the_header_as_utf_8(
+    app: Flask, environ: dict[str, str], expected: str | None
+) -> None:
+    with app.test_request_context("/", environ_overrides=environ):
+        assert last_event_id() == expected

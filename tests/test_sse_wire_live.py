@@ -108,6 +108,16 @@ def test_id_only_block_is_resent_by_the_python_client(server: GunicornServer) ->
     assert [s["last_event_id"] for s in seen] == [None, b"7".hex()]
 
 
+@pytest.mark.parametrize("id_", ["7", "\u2026", "caf\u00e9 \U0001f600"])
+def test_non_ascii_last_event_id_round_trips_through_the_server(
+    server: GunicornServer, id_: str
+) -> None:
+    """The Python client sends the id as UTF-8; the server reads it back as
+    the same text with ``last_event_id()``."""
+    got = events(f"{server.url}/echo-id", last_event_id=id_, reconnect=False)
+    assert [json.loads(e.data) for e in got] == [id_]
+
+
 # --- Chromium: the stream opens before the first event ----------------------------
 
 

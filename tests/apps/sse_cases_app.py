@@ -21,6 +21,8 @@ clients on a real gunicorn + gevent server.
 * ``/id-only``: ``sse_response([ServerSentEvent(id="7")], retry=50)`` (an
   id-only block, then the end), recording ``Last-Event-ID`` per ``token``;
   later requests of a token get ``204``.
+* ``/echo-id``: one event whose data is the ``Last-Event-ID`` the server
+  read (:func:`flask_streaming.sse.last_event_id`), as JSON.
 * ``/client-page``: a bare page importing the JS client as ``window.fs``.
 
 Serve it with ``gunicorn -k gevent "tests.apps.sse_cases_app:create_app()"``.
@@ -28,6 +30,7 @@ Serve it with ``gunicorn -k gevent "tests.apps.sse_cases_app:create_app()"``.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -38,6 +41,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, render_template_string, request
 
 from flask_streaming import ServerSentEvent, Streaming, sse_response
+from flask_streaming.sse import last_event_id
 from tests.sse_cases import CASES, RESPONSES
 
 BY_NAME = {c.name: c for c in CASES}
@@ -151,6 +155,11 @@ def create_app() -> Flask:
         if _record(request.args["token"]) > 1:
             return Response(status=204)
         return sse_response([ServerSentEvent(id="7")], retry=50)
+
+    @app.get("/echo-id")
+    def echo_id() -> Response:
+        # one event: the Last-Event-ID the server read, as text
+        return sse_response([{"data": json.dumps(last_event_id())}])
 
     @app.get("/client-page")
     def client_page() -> str:
