@@ -57,8 +57,11 @@ EXAMPLES = [
 
 
 def create_app(config: dict[str, object] | None = None) -> Flask:
-    """The demo app; *config* overrides settings (tests use it)."""
+    """The demo app. ``STREAMING_*`` environment variables are config keys
+    (``STREAMING_BROKER_URL=redis://...`` for several workers); *config*
+    overrides both (tests use it)."""
     app = Flask(__name__, instance_path=os.environ.get("INSTANCE_PATH"))
+    app.config.update({k: v for k, v in os.environ.items() if k.startswith("STREAMING_")})
     app.config.from_mapping(config or {})
     streaming = Streaming(app)
     upload_example.register(app)
