@@ -44,8 +44,6 @@ APP = "tests.apps.sse_cases_app:create_app()"
 pytestmark = pytest.mark.filterwarnings(
     "ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning"
 )
-live = [pytest.mark.live]
-browser_live = [pytest.mark.live, pytest.mark.browser]
 
 
 def expected(case: Case) -> dict[str, Any]:
