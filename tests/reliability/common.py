@@ -272,7 +272,7 @@ class Publisher(threading.Thread):
                     self.port, "POST", f"/publish/{self.channel}?data=e{self.n}", timeout=5
                 )
                 if status == 200:
-                    self.ok.append(int(body["id"]))
+                    self.ok.append(int(body["id"].rsplit("-", 1)[-1]))
                 else:
                     self.failed += 1
                     self.errors[f"publish {status}"] += 1

@@ -215,7 +215,8 @@ def idle_subscribers(workdir: Path, count: int) -> Result:
     """*count* concurrent idle SSE connections on one gevent worker, then a
     broadcast that every one of them receives; all close cleanly."""
     res = Result(f"{count} idle SSE connections, 1 worker, broadcast")
-    env = {"MAX_CONNECTIONS": str(count + 1000), "PING": "60"}
+    # One load client, one address: the per-client bound is for browsers.
+    env = {"MAX_CONNECTIONS": str(count + 1000), "MAX_CONNECTIONS_PER_CLIENT": "0", "PING": "60"}
     with gunicorn(workdir, workers=1, env=env) as server:
         res.runs = 1
         before = request(server.port, "GET", "/stats")[1]["rss_kib"]
