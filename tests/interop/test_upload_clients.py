@@ -282,3 +282,34 @@ def test_uppy_resumes_after_sigkill(
     url = uppy_upload(browser, server, tmp_path / "dropped.bin", kill)
     check_upload(server, tmp_path, url, data)
     check_resumed(tmp_path, killed_after[0])
+
+
+@pytest.mark.browser
+def test_uppy_page_resumes_after_a_reload(
+    browser: Any, live_server: Callable[..., GunicornServer], tmp_path: Path
+) -> None:
+    """The demo page's promise: reload (or close the tab) mid-upload, drop
+    the same file again, and the upload resumes (``@uppy/tus`` keeps its URL
+    in ``localStorage``)."""
+    server = start_server(live_server, slow=0.5)
+    data = random.Random(33).randbytes(12 * MiB + 7)
+    source = tmp_path / "dropped.bin"
+    source.write_bytes(data)
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(90_000)
+    try:
+        page.goto(server.url + "/uppy")
+        page.wait_for_function("window.uppy !== undefined")
+        page.set_input_files(".uppy-DragDrop-input", str(source))
+        n = wait_segments(tmp_path, 2)
+        page.reload()
+        page.wait_for_function("window.uppy !== undefined")
+        page.set_input_files(".uppy-DragDrop-input", str(source))
+        page.wait_for_function("document.getElementById('status').textContent === 'complete'")
+        url = page.get_attribute("#files a", "data-upload-url")
+        assert url is not None
+    finally:
+        context.close()
+    check_upload(server, tmp_path, url, data)
+    check_resumed(tmp_path, n)
