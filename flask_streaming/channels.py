@@ -19,7 +19,7 @@ from .brokers import Broker, Subscriber, check_channel
 from .errors import BadRequest, Forbidden, TooManyRequests
 from .revocation import GuardedSubscription
 from .settings import Settings, get_settings
-from .sse import SSE_HEADERS, ServerSentEvent, _event_body, event_stream_response, jittered_retry
+from .sse import SSE_HEADERS, ServerSentEvent, event_body, event_stream_response, jittered_retry
 from .transport import Outbox
 
 logger = logging.getLogger("flask_streaming")
@@ -94,7 +94,7 @@ def subscribe_response(
     if user is None:
         user = state.extension.current_stream_user()
     source = GuardedSubscription(sub, state.streams, user, recheck)
-    body = _event_body(
+    body = event_body(
         outbox,
         ping=ping,
         retry=retry if retry is not None else (settings.retry or 3000),

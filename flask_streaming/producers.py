@@ -100,7 +100,7 @@ def pump(
 
     def run(outbox: Outbox) -> None:
         it = iter(iterable)
-        green = outbox._lock is None
+        green = outbox.green
         limit = outbox.max_delay
         monotonic = time.monotonic
         try:

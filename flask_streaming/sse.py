@@ -215,7 +215,7 @@ def jittered_retry(base: int | None = None) -> bytes:
     return _jittered_retry(get_settings().retry or 3000 if base is None else base)
 
 
-def _event_body(
+def event_body(
     outbox: Outbox,
     *,
     ping: float | None,
@@ -224,6 +224,18 @@ def _event_body(
     on_close: Iterable[Callable[[], Any]] = (),
     channels: tuple[str, ...] = (),
 ) -> StreamBody:
+    """The :class:`~flask_streaming.transport.StreamBody` of an event stream
+    in the current request: it opens with :data:`PRELUDE` and, when *retry*
+    (ms; default ``STREAMING_RETRY``) is set, a ``retry:`` line; heartbeats
+    (:data:`PING`) every *ping* seconds (default
+    ``STREAMING_PING_INTERVAL``) while idle; a jittered ``retry:`` line when
+    the worker shuts down. Every one of these is a single line without a
+    blank line after it, so no client dispatches an event for it.
+
+    :param producer: what fills *outbox* once the stream started.
+    :param on_close: run once when the stream ends.
+    :param channels: channel names, reported in the signals.
+    """
     settings = get_settings()
     if retry is None:
         retry = settings.retry
@@ -303,7 +315,7 @@ def sse_response(
         return to_event(item).encode(dumps)
 
     producer = pump(stream_with_context(iter(source)), encode, on_error=error_event())
-    body = _event_body(Outbox(), ping=ping, retry=retry, producer=producer)
+    body = event_body(Outbox(), ping=ping, retry=retry, producer=producer)
     return event_stream_response(body, headers=headers, status=status)
 
 
@@ -385,7 +397,7 @@ def produce(
         for fn in cancels:
             fn()
 
-    body = _event_body(
+    body = event_body(
         stream._outbox,
         ping=ping,
         retry=retry,

@@ -306,6 +306,12 @@ class Outbox:
         self.error: bytes | None = None
 
     @property
+    def green(self) -> bool:
+        """``True`` when made with gevent's primitives (producers are
+        greenlets), ``False`` with thread-safe ones."""
+        return self._lock is None
+
+    @property
     def open(self) -> bool:
         """``True`` while data put now would still be sent."""
         return not (self.finished or self.gone)
@@ -497,7 +503,7 @@ class StreamBody:
     ) -> None:
         self.id = next(_ids)
         self.outbox = outbox
-        self.green = outbox._lock is None
+        self.green = outbox.green
         self.app = app
         self.environ = environ or {}
         if environ is not None:
