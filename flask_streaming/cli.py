@@ -36,7 +36,7 @@ def sessions_command(as_json: bool) -> None:
     for s in sessions:
         state = "expired" if s.expired() else s.state
         click.echo(
-            f"{s.id:24} {s.protocol:8} {state:9} {s.received:>8} {s.size:>14}  "
+            f"{s.id:24} {s.protocol:8} {state:9} {s.received:>8} {s.offset:>14}  "
             f"{_when(s.expires_at)}"
         )
 
@@ -52,7 +52,7 @@ def cleanup_command(dry_run: bool) -> None:
     removed = get_upload_service().cleanup(dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     for s in removed:
-        click.echo(f"{verb} {s.id} ({s.protocol}, {s.state}, {s.size} bytes)")
+        click.echo(f"{verb} {s.id} ({s.protocol}, {s.state}, {s.offset} bytes)")
     click.echo(f"{len(removed)} session(s) {verb}")
 
 
@@ -73,6 +73,6 @@ def remove_command(session_ids: tuple[str, ...]) -> None:
             click.echo(f"{sid}: {exc.message}", err=True)
             failed = True
             continue
-        click.echo(f"removed {s.id} ({s.protocol}, {s.state}, {s.size} bytes)")
+        click.echo(f"removed {s.id} ({s.protocol}, {s.state}, {s.offset} bytes)")
     if failed:
         raise SystemExit(1)

@@ -78,7 +78,7 @@ def check(server: GunicornServer, tmp_path: Path, url: str, seed: int, size: int
         info = json.loads(rv.read())
     finally:
         conn.close()
-    assert info["state"] == "completed" and info["size"] == size
+    assert info["state"] == "completed" and info["offset"] == size
     assert info["data_sha256"] == expected(seed, size)
     lines = (tmp_path / "instance" / "signals.log").read_text().splitlines()
     records = [json.loads(line) for line in lines]
@@ -106,7 +106,7 @@ def test_tus_js_client_parallel_uploads(page: Any, server: GunicornServer, tmp_p
     size = 3 * MiB + 777
     url = upload(page, "uploadBlob", 2, size, {"parallelUploads": 2, "chunkSize": MiB})
     info, records = check(server, tmp_path, url, 2, size)
-    assert info["extra"]["concat"] == "final" and len(info["extra"]["parts"]) == 2
+    assert info["concat"] == "final" and len(info["parts"]) == 2
     created = [r["id"] for r in records if r["signal"] == "upload-created"]
     assert len(created) == 3  # two partial uploads and the final one
 

@@ -163,7 +163,7 @@ def test_tuspy_resumes_after_a_cut_connection(
     assert resumed.offset == expected
     resumed.upload()
     got = info(server.port, first.url)
-    assert got["state"] == "completed" and got["size"] == source.stat().st_size
+    assert got["state"] == "completed" and got["offset"] == source.stat().st_size
     assert got["data_sha256"] == sha256_of(source)
     assert got["results"]["sha256"] == sha256_of(source)
     assert got["filename"] == "source.bin"

@@ -56,11 +56,10 @@ from ..signals import (
     upload_expired,
     upload_removed,
 )
-from . import delivery
+from . import delivery, ranges
 from .bodies import parse_checksum, read_body, same_bytes
 from .delivery import Pending
 from .json_body import MAX_JSON_DEPTH, check_value_depth
-from .locks import FileLock, LockTimeout
 from .results import (
     CompletionResult,
     HookFailed,
@@ -71,6 +70,7 @@ from .results import (
 from .segments import Segment
 from .sessions import COMPLETED, OPEN, UploadSession, new_session_id, valid_session_id
 from .storage import Staging, Storage
+from .transaction import Transaction
 
 #: ``fn(action, session) -> bool``; actions: ``create`` (session ``None``),
 #: ``append``, ``complete``, ``status``, ``read``, ``abort`` (see
@@ -127,8 +127,11 @@ class UploadService:
         if hook is not None and not hook(action, session):
             raise Forbidden(f"not allowed to {action} this upload", action=action)
 
-    def _send(self, signal: Signal, what: str, **kwargs: Any) -> dict[str, Any]:
-        """Send *signal*; a refusal propagates, anything else → hook_failed."""
+    def send_hook(self, signal: Signal, what: str, **kwargs: Any) -> dict[str, Any]:
+        """Send the pre-commit signal *signal* (in a transaction, before the
+        commit); a refusal (:class:`StreamingError`) propagates, any other
+        exception is logged and becomes 500 ``hook_failed``. Returns the
+        receivers' dicts merged in connection order."""
         started, outcome = time.monotonic(), "failed"
         try:
             rv = merge_results(signal.send(self.app, **kwargs), what, self.app.json.dumps)
@@ -155,27 +158,18 @@ class UploadService:
             seconds = time.monotonic() - started
             hook_finished.send(self.app, hook=what, seconds=seconds, outcome=outcome)
 
-    def _locked(self, session_id: str, timeout: float | None = None) -> FileLock:
-        try:
-            lock = self.storage.lock(session_id, timeout)
-            lock.__enter__()
-        except FileNotFoundError:
-            raise NotFound("unknown upload session", code="unknown_session") from None
-        except LockTimeout:
-            raise ServiceUnavailable(
-                "the session is busy; retry shortly",
-                code="session_busy",
-                headers={"Retry-After": "1"},
-            ) from None
-        return lock
+    def transaction(self, session_id: str, timeout: float | None = None) -> Transaction:
+        """One short locked transaction on *session_id* (lock once, load
+        once, commit once; post-commit signals after the lock): see
+        :class:`~.transaction.Transaction`.
 
-    # -- post-commit signals (see .delivery) --------------------------------
-    def _settle(self, session: UploadSession) -> tuple[list[Pending], set[str]]:
-        """Under the lock, before saving: drop acknowledged markers, take
-        over those whose owner is gone. Returns the taken-over markers (send
-        them after the lock) and the acknowledgements to forget once saved."""
-        acked = self.storage.acknowledged(session.id) if session.pending else set()
-        return delivery.settle(session, acked), acked
+        :raises NotFound: ``unknown_session``.
+        :raises ServiceUnavailable: ``session_busy`` (the lock stayed busy
+            for *timeout* s, default ``STREAMING_UPLOAD_LOCK_TIMEOUT``).
+        """
+        if not valid_session_id(session_id):
+            raise NotFound("unknown upload session", code="unknown_session")
+        return Transaction(self.storage, session_id, self.deliver, timeout)
 
     def deliver(self, session: UploadSession, entries: list[Pending]) -> None:
         """Outside the lock: send the post-commit signals *entries* (the
@@ -195,28 +189,16 @@ class UploadService:
 
         delivery.deliver(self.app, session, entries, opener, acknowledge)
 
-    def redeliver(self, session_id: str) -> int:
-        """Send the post-commit signals of *session_id* whose owner died
-        between commit and send (the sweep's part); returns how many."""
-        lock = self.storage.lock(session_id, 0)
+    def redeliver(self, session_id: str) -> None:
+        """Settle the pending post-commit markers of *session_id*: drop the
+        acknowledged ones, send those whose owner died between commit and
+        send (the sweep's part). A busy session is left for later."""
         try:
-            if not lock.acquire():
-                return 0
-        except FileNotFoundError:
-            return 0
-        try:
-            session = self.storage.load(session_id)
-            if session is None or not session.pending:
-                return 0
-            before = list(session.pending)
-            send, acked = self._settle(session)
-            if session.pending != before or send:
-                self.storage.save(session)
-                self.storage.forget_acknowledged(session_id, acked)
-        finally:
-            lock.release()
-        self.deliver(session, send)
-        return len(send)
+            with self.transaction(session_id, timeout=0) as tx:
+                if tx.session.pending:
+                    tx.commit()
+        except StreamingError:
+            pass
 
     def get(self, session_id: str) -> UploadSession:
         """The live session: 404 when unknown, 410 (and removed) when expired."""
@@ -250,12 +232,6 @@ class UploadService:
             if session.state == OPEN:
                 upload_expired.send(self.app, session=session)
 
-    def _reload(self, session_id: str) -> UploadSession:
-        session = self.storage.load(session_id)
-        if session is None:
-            raise NotFound("unknown upload session", code="unknown_session")
-        return session
-
     # -- create / status / abort ---------------------------------------------
     def create(
         self,
@@ -267,12 +243,16 @@ class UploadService:
         length: int | None = None,
         metadata: Mapping[str, Any] | None = None,
         timeout: float | None = None,
-        extra: Mapping[str, Any] | None = None,
         session_id: str | None = None,
+        tus_metadata: str | None = None,
+        concat: str | None = None,
+        concat_header: str | None = None,
+        parts: list[str] | None = None,
     ) -> UploadSession:
         """Open a session (*session_id*: an id from
         :func:`~.sessions.new_session_id` chosen beforehand, default a new
-        one). Sends ``upload-created``.
+        one). *tus_metadata*, *concat*, *concat_header*, *parts*: the tus
+        fields of :class:`~.sessions.UploadSession`. Sends ``upload-created``.
 
         :raises PayloadTooLarge: *length* above the upload limit.
         :raises TooManyRequests: the client has too many open sessions
@@ -303,7 +283,10 @@ class UploadService:
             content_type=content_type,
             length=length,
             metadata=meta,
-            extra=dict(extra or {}),
+            tus_metadata=tus_metadata,
+            concat=concat,
+            concat_header=concat_header,
+            parts=list(parts or []),
         )
         client_lock = self.storage.client_lock(client)
         if not client_lock.acquire():
@@ -316,9 +299,9 @@ class UploadService:
             self._check_client_quota(client)
             self.storage.create(session)
             self.storage.add_client_session(client, session.id)
-        session = self._reload(session.id)
+        session = self.storage.load(session.id) or session
         try:
-            self._send(upload_created, "upload-created", session=session)
+            self.send_hook(upload_created, "upload-created", session=session)
         except StreamingError:
             self.storage.delete(session.id)
             self.storage.remove_client_session(client, session.id)
@@ -360,13 +343,10 @@ class UploadService:
 
     def abort(self, session_id: str) -> UploadSession:
         """Remove a session and its data. Sends ``upload-aborted``."""
-        session = self.authorized(session_id, "abort")
-        lock = self._locked(session_id)
-        try:
-            session = self._reload(session_id)
+        self.authorized(session_id, "abort")
+        with self.transaction(session_id) as tx:
+            session = tx.session
             self.storage.delete(session_id)
-        finally:
-            lock.release()
         self.storage.remove_client_session(session.client, session_id)
         upload_aborted.send(self.app, session=session)
         return session
@@ -413,19 +393,20 @@ class UploadService:
                 limit=s.max_segment_size,
             )
         algorithm, expected = parse_checksum(checksum) if checksum else (None, None)
+        # 1. load once, unlocked: authorize first, then check (nothing told before)
         session = self._native(session_id, "append")
+        if done:
+            self.authorize("complete", session)
         if (
             session.state == OPEN
             and s.max_upload_size is not None
-            and (session.size + (content_length or 0) > s.max_upload_size)
+            and (session.offset + (content_length or 0) > s.max_upload_size)
         ):
             raise PayloadTooLarge("the upload is larger than allowed", limit=s.max_upload_size)
-        known = self.storage.load_segment(session_id, index)
         offset = (
-            session.prefix_end
-            if known is None and session.state == OPEN and index == session.contiguous
-            else None
+            session.prefix_end if session.state == OPEN and index == session.contiguous else None
         )
+        # 2. the body into staging, without the session lock
         try:
             staging = self.storage.stage(session_id, offset)
         except FileNotFoundError:  # removed meanwhile (aborted or expired)
@@ -435,86 +416,84 @@ class UploadService:
             staging.close()
             if done and staging.size == 0:  # svelte-stream's done: segments 0..index-1
                 staging.release()
-                return self.complete(session_id, index)
+                return self._complete(session_id, index)
             if expected is not None and digest != expected:
                 raise BadRequest(
                     f"the segment's {algorithm} does not match; it was discarded",
                     code="checksum_mismatch",
                     segment=index,
                 )
-            result, send = self._commit_segment(session_id, index, staging, checksum)
+            # 3. one short transaction: the segment (and the completion)
+            with self.transaction(session_id) as tx:
+                result = self._commit_segment(tx, index, staging, checksum)
+                if done:
+                    result.completion = self._complete_in(tx, index + 1)
+                if not result.duplicate or result.completion is not None:
+                    tx.commit()
         finally:
             staging.release()
-        self.deliver(result.session, send)
-        if done:
-            result.completion = self.complete(session_id, index + 1)
+        # 4. post-commit signals were sent on leaving the transaction
         return result
 
     def _commit_segment(
-        self, session_id: str, index: int, staging: Staging, checksum: str | None
-    ) -> tuple[SegmentResult, list[Pending]]:
+        self, tx: Transaction, index: int, staging: Staging, checksum: str | None
+    ) -> SegmentResult:
+        """In *tx*: check segment *index* against the record and commit it
+        (a duplicate of a stored one: its stored results, nothing changes)."""
         s = self.settings
-        lock = self._locked(session_id)
+        session, session_id = tx.session, tx.session_id
+        record = self.storage.load_segment(session_id, index)
+        if record is not None:
+            if record["size"] == staging.size and same_bytes(
+                staging.open(), self.storage.open_segment(session_id, record)
+            ):
+                segment = self._segment(session_id, record)
+                return SegmentResult(session, segment, record["results"], duplicate=True)
+            raise Conflict(
+                f"segment {index} was already received with different bytes",
+                code="segment_conflict",
+                segment=index,
+            )
+        if session.state != OPEN:
+            raise Conflict("the upload is already complete", code="upload_completed")
+        if s.max_upload_size is not None and session.offset + staging.size > s.max_upload_size:
+            raise PayloadTooLarge("the upload is larger than allowed", limit=s.max_upload_size)
+        in_order = index == session.contiguous
+        if staging.in_place and not (in_order and staging.offset == session.prefix_end):
+            raise Conflict("the session changed while receiving; send again", code="retry")
+        location = self.storage.place_segment(session_id, index, staging)
+        record = {
+            "index": index,
+            "offset": session.prefix_end if in_order else None,
+            "size": staging.size,
+            "location": location,
+            "checksum": checksum,
+            "received_at": time.time(),
+            "results": {},
+        }
+        segment = self._segment(session_id, record)
         try:
-            session = self._reload(session_id)
-            record = self.storage.load_segment(session_id, index)
-            if record is not None:
-                if record["size"] == staging.size and same_bytes(
-                    staging.open(), self.storage.open_segment(session_id, record)
-                ):
-                    segment = self._segment(session_id, record)
-                    result = SegmentResult(session, segment, record["results"], duplicate=True)
-                    return result, []
-                raise Conflict(
-                    f"segment {index} was already received with different bytes",
-                    code="segment_conflict",
-                    segment=index,
-                )
-            if session.state != OPEN:
-                raise Conflict("the upload is already complete", code="upload_completed")
-            if s.max_upload_size is not None and session.size + staging.size > s.max_upload_size:
-                raise PayloadTooLarge("the upload is larger than allowed", limit=s.max_upload_size)
-            in_order = index == session.contiguous
-            if staging.in_place and not (in_order and staging.offset == session.prefix_end):
-                raise Conflict("the session changed while receiving; send again", code="retry")
-            location = self.storage.place_segment(session_id, index, staging)
-            record = {
-                "index": index,
-                "offset": session.prefix_end if in_order else None,
-                "size": staging.size,
-                "location": location,
-                "checksum": checksum,
-                "received_at": time.time(),
-                "results": {},
-            }
-            segment = self._segment(session_id, record)
-            try:
-                results = self._send(
-                    segment_received, "segment-received", session=session, segment=segment
-                )
-            except BaseException:
-                self.storage.drop_segment(session_id, index, location)
-                raise
-            record["results"] = results
-            self.storage.save_segment(session_id, record)
-            session.received += 1
-            session.size += staging.size
-            session.max_index = max(session.max_index, index)
-            session.updated_at = time.time()
-            if in_order:
-                session.prefix_end += staging.size
+            results = self.send_hook(
+                segment_received, "segment-received", session=session, segment=segment
+            )
+        except BaseException:
+            self.storage.drop_segment(session_id, index, location)
+            raise
+        record["results"] = results
+        self.storage.save_segment(session_id, record)
+        session.received += 1
+        session.offset += staging.size
+        session.max_index = max(session.max_index, index)
+        session.updated_at = time.time()
+        if in_order:
+            session.prefix_end += staging.size
+            session.contiguous += 1
+            load = self.storage.load_segment
+            while (nxt := load(session_id, session.contiguous)) is not None:
+                session.prefix_end += nxt["size"]
                 session.contiguous += 1
-                load = self.storage.load_segment
-                while (nxt := load(session_id, session.contiguous)) is not None:
-                    session.prefix_end += nxt["size"]
-                    session.contiguous += 1
-            taken, acked = self._settle(session)
-            taken.append(delivery.add(session, Pending.new("segment-committed", segment)))
-            self.storage.save(session)
-            self.storage.forget_acknowledged(session_id, acked)
-            return SegmentResult(session, segment, results), taken
-        finally:
-            lock.release()
+        tx.post("segment-committed", segment)
+        return SegmentResult(session, segment, results)
 
     def complete(self, session_id: str, count: int) -> CompletionResult:
         """Assemble segments ``0..count-1`` and send ``upload-completed``.
@@ -524,66 +503,69 @@ class UploadService:
         """
         if count < 0 or count > self.settings.max_segments:
             raise BadRequest("bad segment count", code="bad_segment")
-        session = self._native(session_id, "complete")
-        lock = self._locked(session_id)
-        try:
-            session = self._reload(session_id)
-            if session.state == COMPLETED:
-                if session.segments == count:
-                    return CompletionResult(session, session.results, duplicate=True)
-                raise Conflict(
-                    f"the upload was completed with {session.segments} segments",
-                    code="upload_completed",
-                    segments=session.segments,
-                )
-            records = self.storage.segment_records(session_id)
-            present = {r["index"] for r in records}
-            missing = [i for i in range(count) if i not in present]
-            if missing:
-                raise Conflict(
-                    f"{len(missing)} segment(s) missing; send them and complete again",
-                    code="missing_segments",
-                    missing=missing[:_MAX_MISSING_LISTED],
-                    segments=count,
-                )
-            beyond = sorted(i for i in present if i >= count)
-            if beyond:
-                raise Conflict(
-                    "segments were received beyond the end",
-                    code="segments_beyond_end",
-                    beyond=beyond[:_MAX_MISSING_LISTED],
-                    segments=count,
-                )
-            total = 0
-            for r in records:
-                r["offset"] = total
-                total += r["size"]
-            if session.length is not None and total != session.length:
-                raise Conflict(
-                    f"received {total} bytes, announced {session.length}",
-                    code="size_mismatch",
-                    size=total,
-                    length=session.length,
-                )
-            self.storage.assemble(session_id, records, total)
-            session.segments = count
-            session.size = total
-            results = self._send(upload_completed, "upload-completed", session=session)
-            for r in records:
-                if r["location"] == "file":
-                    r["location"] = "data"
-                    self.storage.save_segment(session_id, r)
-            session.state = COMPLETED
-            session.results = results
-            session.completed_at = session.updated_at = time.time()
-            send, acked = self._settle(session)
-            send.append(delivery.add(session, Pending.new("upload-committed")))
-            self.storage.save(session)
-            self.storage.forget_acknowledged(session_id, acked)
-            self.storage.drop_segment_bodies(session_id)
-        finally:
-            lock.release()
-        self.deliver(session, send)
+        self._native(session_id, "complete")
+        return self._complete(session_id, count)
+
+    def _complete(self, session_id: str, count: int) -> CompletionResult:
+        with self.transaction(session_id) as tx:
+            result = self._complete_in(tx, count)
+            if not result.duplicate:
+                tx.commit()
+        return result
+
+    def _complete_in(self, tx: Transaction, count: int) -> CompletionResult:
+        """In *tx*: complete the native session with segments ``0..count-1``."""
+        session, session_id = tx.session, tx.session_id
+        if session.state == COMPLETED:
+            if session.segments == count:
+                return CompletionResult(session, session.results, duplicate=True)
+            raise Conflict(
+                f"the upload was completed with {session.segments} segments",
+                code="upload_completed",
+                segments=session.segments,
+            )
+        records = self.storage.segment_records(session_id)
+        present = {r["index"] for r in records}
+        missing = [i for i in range(count) if i not in present]
+        if missing:
+            raise Conflict(
+                f"{len(missing)} segment(s) missing; send them and complete again",
+                code="missing_segments",
+                missing=missing[:_MAX_MISSING_LISTED],
+                segments=count,
+            )
+        beyond = sorted(i for i in present if i >= count)
+        if beyond:
+            raise Conflict(
+                "segments were received beyond the end",
+                code="segments_beyond_end",
+                beyond=beyond[:_MAX_MISSING_LISTED],
+                segments=count,
+            )
+        total = 0
+        for r in records:
+            r["offset"] = total
+            total += r["size"]
+        if session.length is not None and total != session.length:
+            raise Conflict(
+                f"received {total} bytes, announced {session.length}",
+                code="size_mismatch",
+                size=total,
+                length=session.length,
+            )
+        self.storage.assemble(session_id, records, total)
+        session.segments = count
+        session.offset = total
+        results = self.send_hook(upload_completed, "upload-completed", session=session)
+        for r in records:
+            if r["location"] == "file":
+                r["location"] = "data"
+                self.storage.save_segment(session_id, r)
+        session.state = COMPLETED
+        session.results = results
+        session.completed_at = session.updated_at = time.time()
+        tx.post("upload-committed")
+        self.storage.drop_segment_bodies(session_id)
         return CompletionResult(session, results)
 
     # -- offset ranges (tus) ---------------------------------------------
@@ -597,9 +579,7 @@ class UploadService:
         checksum: str | None = None,
     ) -> SegmentResult:
         """Append bytes at *offset* from *body*; see :func:`.ranges.append_range`."""
-        from .ranges import append_range
-
-        return append_range(
+        return ranges.append_range(
             self, session_id, offset, body, content_length=content_length, checksum=checksum
         )
 
@@ -669,14 +649,9 @@ class UploadService:
 
         :raises NotFound: ``unknown_session``.
         """
-        if not valid_session_id(session_id):
-            raise NotFound("unknown upload session", code="unknown_session")
-        lock = self._locked(session_id)
-        try:
-            session = self._reload(session_id)
+        with self.transaction(session_id) as tx:
+            session = tx.session
             self.storage.delete(session_id)
-        finally:
-            lock.release()
         self.storage.remove_client_session(session.client, session_id)
         signal = upload_removed if session.state == COMPLETED else upload_aborted
         signal.send(self.app, session=session)

@@ -27,8 +27,9 @@ def valid_session_id(value: str) -> bool:
 class UploadSession:
     """One upload, native or tus. Stored as JSON; hooks receive it.
 
-    ``length`` is the size the client announced (``None``: not known);
-    ``size`` the bytes received so far. Native sessions also count
+    Field names are tus's: ``length`` is the size the client announced
+    (``None``: not known, a deferred length); ``offset`` the bytes received
+    so far (``size`` is a deprecated alias). Native sessions also count
     ``received`` segments and keep ``contiguous``, the number of segments
     0..n-1 all present, with ``prefix_end``, the byte offset where segment
     ``contiguous`` starts. After completion ``segments`` is the number of
@@ -46,7 +47,7 @@ class UploadSession:
     content_type: str | None = None
     length: int | None = None
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
-    size: int = 0
+    offset: int = 0
     received: int = 0
     contiguous: int = 0
     prefix_end: int = 0
@@ -57,8 +58,19 @@ class UploadSession:
     #: Post-commit signals not yet acknowledged
     #: (:class:`~flask_streaming.uploads.delivery.Pending` records).
     pending: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    #: Protocol-specific state (e.g. tus concatenation), JSON-serialisable.
-    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # -- tus --------------------------------------------------------------
+    #: ``Upload-Metadata`` as the client sent it (echoed by ``HEAD``).
+    tus_metadata: str | None = None
+    #: Concatenation: ``"partial"``, ``"final"`` or ``None`` (neither).
+    concat: str | None = None
+    #: ``Upload-Concat`` of a final upload as received (echoed by ``HEAD``).
+    concat_header: str | None = None
+    #: A final upload's partial upload ids, in order.
+    parts: list[str] = dataclasses.field(default_factory=list)
+    #: A partial upload's final upload (each partial serves one).
+    used_by: str | None = None
+    #: Final uploads waiting for this unfinished partial to complete.
+    finals: list[str] = dataclasses.field(default_factory=list)
     #: Where the assembled upload is (set by the store; ``None`` until the
     #: storage backend has a local file for it).
     path: str | None = dataclasses.field(default=None, compare=False)
@@ -106,10 +118,27 @@ class UploadSession:
         rv.pop("_opener")
         return rv
 
+    @property
+    def size(self) -> int:
+        """Deprecated alias of :attr:`offset` (the bytes received so far)."""
+        return self.offset
+
+    @size.setter
+    def size(self, value: int) -> None:
+        self.offset = value
+
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> UploadSession:
+        """A session from a stored record (records of 0.1, with ``size``
+        and an ``extra`` dict, are read too)."""
         names = {f.name for f in dataclasses.fields(cls)} - {"path", "_opener"}
-        return cls(**{k: v for k, v in record.items() if k in names})
+        values = {k: v for k, v in record.items() if k in names}
+        if "size" in record and "offset" not in record:
+            values["offset"] = record["size"]
+        for key, value in (record.get("extra") or {}).items():  # 0.1 records
+            if key in names and key not in values:
+                values[key] = value
+        return cls(**values)
 
     def status(self) -> dict[str, Any]:
         """The public status a client uses to resume (no client identity)."""
@@ -121,7 +150,7 @@ class UploadSession:
             "contentType": self.content_type,
             "length": self.length,
             "metadata": self.metadata,
-            "bytes": self.size,
+            "bytes": self.offset,
             "received": self.received,
             "contiguous": self.contiguous,
             "maxSegment": self.max_index,

@@ -60,7 +60,7 @@ from ..errors import (
 from ..responses import download_response
 from ..settings import Settings
 from ..tus_version import TUS_VERSION
-from .ranges import PARTIAL, complete_if_full, set_length
+from .ranges import FINAL, PARTIAL, append_range, complete_if_full
 from .segments import BLOCK_SIZE
 from .sessions import COMPLETED, OPEN, UploadSession
 from .tus_concat import create_final, finish_waiting_finals, is_final, try_finish
@@ -179,11 +179,9 @@ def _create(settings: Settings) -> Response:
     body = _has_body()
     if body and request.mimetype != OFFSET_OCTET_STREAM:
         raise UnsupportedMediaType(f"a creation request with data must be {OFFSET_OCTET_STREAM}")
-    extra: dict[str, Any] = {}
-    raw_metadata = request.headers.get("Upload-Metadata")
-    if raw_metadata and raw_metadata.strip():
-        extra["tus_metadata"] = raw_metadata.strip()
+    raw_metadata = (request.headers.get("Upload-Metadata") or "").strip()
     options: dict[str, Any] = {
+        "tus_metadata": raw_metadata or None,
         "client": request.remote_addr or "",
         "protocol": "tus",
         "filename": metadata.get("filename") or metadata.get("name"),
@@ -202,15 +200,13 @@ def _create(settings: Settings) -> Response:
         base = url_for(".tus_uploads")
         ids = [upload_id_from_url(u, base) for u in urls]
         header = (request.headers.get("Upload-Concat") or "").strip()
-        session = create_final(service, ids, header=header, extra=extra, **options)
+        session = create_final(service, ids, header=header, **options)
         return _empty(201, {"Location": _location(session.id), **_expires(session)})
     if (length is None) == (not deferred):
         raise BadRequest(
             "send either Upload-Length or Upload-Defer-Length: 1", code="missing_upload_length"
         )
-    if concat == PARTIAL:
-        extra["concat"] = PARTIAL
-    session = service.create(length=length, extra=extra, **options)
+    session = service.create(length=length, concat=concat, **options)
     headers = {"Location": _location(session.id)}
     if body:
         try:
@@ -218,25 +214,28 @@ def _create(settings: Settings) -> Response:
         except StreamingError as exc:  # created all the same: say where
             exc.headers.setdefault("Location", headers["Location"])
             raise
-        headers["Upload-Offset"] = str(session.size)
+        headers["Upload-Offset"] = str(session.offset)
     elif session.length == 0:
         session = complete_if_full(service, session.id)
     return _empty(201, {**headers, **_expires(session)})
 
 
-def _append(upload_id: str, offset: int) -> UploadSession:
-    """Append the request body at *offset*; complete waiting final uploads
-    when this finished a partial one."""
+def _append(upload_id: str, offset: int, length: int | None = None) -> UploadSession:
+    """Append the request body at *offset* (one pass: see :mod:`.ranges`);
+    complete waiting final uploads when this finished a partial one."""
     service = get_upload_service()
-    result = service.append_range(
+    result = append_range(
+        service,
         upload_id,
         offset,
         request.stream,
         content_length=request.content_length,
         checksum=request.headers.get("Upload-Checksum"),
+        length=length,
+        protocol="tus",
     )
     session = result.session
-    if result.completion is not None and session.extra.get("concat") == PARTIAL:
+    if result.completion is not None and session.concat == PARTIAL:
         finish_waiting_finals(service, session)
     return session
 
@@ -247,18 +246,8 @@ def _patch(upload_id: str) -> Response:
     offset = parse_int("Upload-Offset", request.headers.get("Upload-Offset"), required=True)
     assert offset is not None
     length = parse_int("Upload-Length", request.headers.get("Upload-Length"))
-    service = get_upload_service()
-    session = _tus_session(upload_id, "append")
-    if is_final(session):
-        raise Forbidden("a final upload cannot be patched", code="final_upload")
-    if offset != session.size:  # before Upload-Length: a 409 changes nothing
-        raise Conflict(
-            "Upload-Offset is not the upload's offset", code="offset_mismatch", offset=session.size
-        )
-    if length is not None and length != session.length:
-        set_length(service, upload_id, length)
-    session = _append(upload_id, offset)
-    return _empty(204, {"Upload-Offset": str(session.size), **_expires(session)})
+    session = _append(upload_id, offset, length)
+    return _empty(204, {"Upload-Offset": str(session.offset), **_expires(session)})
 
 
 def _head(upload_id: str) -> Response:
@@ -269,16 +258,16 @@ def _head(upload_id: str) -> Response:
     headers = {"Cache-Control": "no-store", **_expires(session)}
     unfinished_final = is_final(session) and session.state == OPEN
     if not unfinished_final:
-        headers["Upload-Offset"] = str(session.size)
+        headers["Upload-Offset"] = str(session.offset)
     if session.length is not None:
         headers["Upload-Length"] = str(session.length)
     elif not unfinished_final:
         headers["Upload-Defer-Length"] = "1"
-    if "tus_metadata" in session.extra:
-        headers["Upload-Metadata"] = session.extra["tus_metadata"]
+    if session.tus_metadata:
+        headers["Upload-Metadata"] = session.tus_metadata
     if is_final(session):
-        headers["Upload-Concat"] = session.extra["concat_header"]
-    elif session.extra.get("concat") == PARTIAL:
+        headers["Upload-Concat"] = session.concat_header or FINAL
+    elif session.concat == PARTIAL:
         headers["Upload-Concat"] = PARTIAL
     return _empty(200, headers)
 
@@ -299,7 +288,7 @@ def _download(upload_id: str) -> Response:
         raise Conflict(
             "the upload is not finished; GET it once it is",
             code="upload_unfinished",
-            offset=session.size,
+            offset=session.offset,
         )
     content_type = session.content_type or ""
     mimetype = content_type if _MIMETYPE_RE.fullmatch(content_type) else None

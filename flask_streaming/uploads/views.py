@@ -119,7 +119,7 @@ def _segment_response(result: SegmentResult) -> dict[str, Any]:
         "size": segment.size,
         "offset": segment.offset,
         "received": session.received,
-        "bytes": session.size,
+        "bytes": session.offset,
         "done": False,
         "duplicate": result.duplicate,
         **result.results,
@@ -133,7 +133,7 @@ def _final_response(result: CompletionResult, partial: dict[str, Any]) -> dict[s
         "streamId": session.id,
         "done": True,
         "segments": session.segments,
-        "size": session.size,
+        "size": session.offset,
         "duplicate": result.duplicate,
         **result.results,
     }
