@@ -16,6 +16,29 @@ import fcntl
 import os
 import time
 from types import TracebackType
+from typing import Protocol
+
+
+class Lock(Protocol):
+    """What a store's locks offer (:class:`FileLock` for the file store; a
+    Redis or database lock for another backend). Excludes other processes
+    *and* other greenlets of the same worker."""
+
+    def acquire(self, timeout: float | None = None) -> bool:
+        """Take the lock; ``False`` when it stayed busy for *timeout* s."""
+
+    def release(self) -> None:
+        """Let go (no-op when not held)."""
+
+    def __enter__(self) -> Lock:
+        """Take the lock or raise :class:`LockTimeout`."""
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
 
 
 class LockTimeout(Exception):

@@ -39,7 +39,7 @@ import shutil
 from collections.abc import Iterable
 from typing import IO, Any, Protocol
 
-from .locks import FileLock
+from .locks import FileLock, Lock
 from .private_files import DIR_MODE, make_private_dir, open_fd, open_private, warn_if_shared
 from .segments import BLOCK_SIZE
 from .sessions import UploadSession, valid_session_id
@@ -66,36 +66,114 @@ class Staging(Protocol):
         """Let go: remove bytes not placed, drop the append lock."""
 
 
-class Storage(Protocol):
-    """What the upload service needs from a store. Every method may be
-    called from any worker process; ``lock`` serialises changes to one
-    session across all of them."""
+class SessionRecords(Protocol):
+    """Session records and their locks."""
 
-    def create(self, session: UploadSession) -> None: ...
-    def load(self, session_id: str) -> UploadSession | None: ...
-    def save(self, session: UploadSession) -> None: ...
-    def delete(self, session_id: str) -> bool: ...
-    def session_ids(self) -> list[str]: ...
-    def remove_orphans(self, older_than: float) -> list[str]: ...
-    def lock(self, session_id: str, timeout: float | None = None) -> FileLock: ...
-    def stage(self, session_id: str, offset: int | None) -> Staging: ...
-    def place_segment(self, session_id: str, index: int, staging: Staging) -> str: ...
-    def drop_segment(self, session_id: str, index: int, location: str) -> None: ...
-    def save_segment(self, session_id: str, record: dict[str, Any]) -> None: ...
-    def load_segment(self, session_id: str, index: int) -> dict[str, Any] | None: ...
-    def segment_records(self, session_id: str) -> list[dict[str, Any]]: ...
-    def open_segment(self, session_id: str, record: dict[str, Any]) -> IO[bytes]: ...
-    def assemble(self, session_id: str, records: Iterable[dict[str, Any]], size: int) -> None: ...
-    def drop_segment_bodies(self, session_id: str) -> None: ...
-    def open_data(self, session_id: str, offset: int = 0, size: int | None = None) -> IO[bytes]: ...
-    def data_path(self, session_id: str) -> str | None: ...
-    def acknowledge(self, session_id: str, token: str) -> None: ...
-    def acknowledged(self, session_id: str) -> set[str]: ...
-    def forget_acknowledged(self, session_id: str, tokens: Iterable[str]) -> None: ...
-    def client_lock(self, client: str) -> FileLock: ...
-    def client_sessions(self, client: str) -> list[str]: ...
+    def create(self, session: UploadSession) -> None:
+        """Store a new session atomically: it exists for every worker with
+        its record, or not at all. :raises FileExistsError: the id exists."""
+
+    def load(self, session_id: str) -> UploadSession | None:
+        """The stored record (``None``: unknown), its ``path``/``open()`` set."""
+
+    def save(self, session: UploadSession) -> None:
+        """Replace the record atomically (a reader sees the old or the new)."""
+
+    def delete(self, session_id: str) -> bool:
+        """Remove the session and its bytes for every worker at once;
+        ``False`` when it was not there."""
+
+    def session_ids(self) -> list[str]:
+        """Every stored session's id."""
+
+    def lock(self, session_id: str, timeout: float | None = None) -> Lock:
+        """The session's lock (all changes to it are made holding it).
+        :raises FileNotFoundError: the session does not exist."""
+
+    def remove_orphans(self, older_than: float) -> list[str]:
+        """Remove debris no record accounts for, older than *older_than*
+        (Unix time); returns what was removed."""
+
+
+class UploadBytes(Protocol):
+    """The bytes of uploads: staged while a body arrives, then in place."""
+
+    def stage(self, session_id: str, offset: int | None) -> Staging:
+        """Somewhere to write a body: in place at *offset* of the upload's
+        bytes when given and no other request writes there (the append
+        lock), else a temporary place. :raises FileNotFoundError: no session."""
+
+    def open_data(self, session_id: str, offset: int = 0, size: int | None = None) -> IO[bytes]:
+        """Read *size* bytes (``None``: to the end) of the upload from *offset*."""
+
+    def assemble(self, session_id: str, records: Iterable[dict[str, Any]], size: int) -> None:
+        """Copy every segment kept apart (``location == "file"``) to its
+        offset and cut the upload's bytes to *size*."""
+
+
+class SegmentRecords(Protocol):
+    """Native segments: one record per accepted segment, bytes in place or
+    kept apart until completion."""
+
+    def place_segment(self, session_id: str, index: int, staging: Staging) -> str:
+        """Keep a staged segment; returns its ``location``: ``"data"`` (in
+        place) or ``"file"`` (kept apart until :meth:`assemble`)."""
+
+    def drop_segment(self, session_id: str, index: int, location: str) -> None:
+        """Undo :meth:`place_segment` (a hook refused the segment)."""
+
+    def save_segment(self, session_id: str, record: dict[str, Any]) -> None:
+        """Store segment ``record["index"]``'s record atomically."""
+
+    def load_segment(self, session_id: str, index: int) -> dict[str, Any] | None:
+        """Segment *index*'s record (``None``: not received)."""
+
+    def segment_records(self, session_id: str) -> list[dict[str, Any]]:
+        """Every segment record, by index."""
+
+    def open_segment(self, session_id: str, record: dict[str, Any]) -> IO[bytes]:
+        """Read the bytes of the segment *record* describes."""
+
+    def drop_segment_bodies(self, session_id: str) -> None:
+        """After completion: remove the copies kept apart."""
+
+
+class Acknowledgements(Protocol):
+    """Post-commit signals sent (see :mod:`.delivery`), written without the
+    session lock."""
+
+    def acknowledge(self, session_id: str, token: str) -> None:
+        """Note that the signal *token* was sent (the session may be gone)."""
+
+    def acknowledged(self, session_id: str) -> set[str]:
+        """Tokens noted and not yet forgotten."""
+
+    def forget_acknowledged(self, session_id: str, tokens: Iterable[str]) -> None:
+        """Forget *tokens* (their markers were dropped from the record)."""
+
+
+class ClientIndex(Protocol):
+    """Which sessions each client address opened (for the per-client limits)."""
+
+    def client_lock(self, client: str) -> Lock:
+        """The lock serialising the creations of one client."""
+
+    def client_sessions(self, client: str) -> list[str]:
+        """The session ids *client* opened and that were not removed."""
+
     def add_client_session(self, client: str, session_id: str) -> None: ...
+
     def remove_client_session(self, client: str, session_id: str) -> None: ...
+
+
+class Storage(SessionRecords, UploadBytes, SegmentRecords, Acknowledgements, ClientIndex, Protocol):
+    """What the upload service needs from a store: these five groups and
+    nothing else (no paths, no HTTP, no signals). Every method may be called
+    from any worker process; :meth:`~SessionRecords.lock` serialises changes
+    to one session across all of them. :class:`FileStorage` implements it
+    on a folder; an object store would keep records and acknowledgements in
+    a database (or Redis) and the bytes as multipart parts (``stage`` →
+    a part, ``assemble`` → complete the multipart upload)."""
 
 
 class _Range(io.RawIOBase):
@@ -329,15 +407,6 @@ class FileStorage:
                     raise
         tmp = os.path.join(root, "tmp", f"{secrets.token_hex(8)}.part")
         return FileStaging(tmp, None, None, self.fsync)
-
-    def stage_at(self, session_id: str, offset: int) -> FileStaging | None:
-        """Stage in place at *offset* or return ``None`` at once when another
-        request is writing (tus answers 423 then)."""
-        staging = self.stage(session_id, offset)
-        if not staging.in_place:
-            staging.release()
-            return None
-        return staging
 
     def place_segment(self, session_id: str, index: int, staging: Staging) -> str:
         """Put a staged segment where it stays; returns its ``location``."""

@@ -25,7 +25,7 @@ from types import TracebackType
 from ..errors import NotFound, ServiceUnavailable
 from . import delivery
 from .delivery import Pending
-from .locks import FileLock, LockTimeout
+from .locks import Lock, LockTimeout
 from .segments import Segment
 from .sessions import UploadSession
 from .storage import Storage
@@ -54,7 +54,7 @@ class Transaction:
         self.session_id = session_id
         self._deliver = deliver
         self._timeout = timeout
-        self._lock: FileLock | None = None
+        self._lock: Lock | None = None
         self._markers: list[Pending] = []
         self._send: list[Pending] = []
         #: The session record, loaded once under the lock.
