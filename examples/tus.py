@@ -39,7 +39,7 @@ def register(app: Flask) -> None:
         # The final hook. tus responses have no body, so what this returns is
         # stored with the session (session.results), not sent to the client.
         if session.protocol == "tus":
-            app.logger.info("tus upload %s complete: %d bytes", session.id, session.size)
+            app.logger.info("tus upload %s complete: %d bytes", session.id, session.offset)
         return None
 
     @app.get("/tus")

@@ -82,7 +82,7 @@ def register(app: Flask) -> None:
                 "index": segment.index,
                 "bytes": segment.size,
                 "segments": session.received + 1,
-                "total": session.size + segment.size,
+                "total": session.offset + segment.size,
             },
             "segment",
         )
@@ -95,13 +95,13 @@ def register(app: Flask) -> None:
             session,
             {
                 "segments": session.segments,
-                "size": session.size,
+                "size": session.offset,
                 "duration": round(time.time() - session.created_at, 3),
                 "url": url,
             },
             "complete",
         )
-        return {"message": f"final {session.id} ({session.size} bytes)", "url": url}
+        return {"message": f"final {session.id} ({session.offset} bytes)", "url": url}
 
     @app.get("/record")
     def record() -> str:

@@ -42,4 +42,4 @@ def keep_upload(app, session, **kwargs):
     target.parent.mkdir(parents=True, exist_ok=True)
     with session.open() as src, target.open("wb") as dst:
         shutil.copyfileobj(src, dst, 1 << 20)
-    return {"saved_as": target.name, "size": session.size}
+    return {"saved_as": target.name, "size": session.offset}

@@ -133,7 +133,7 @@ def create_app() -> Flask:
         return {
             "head": head.hex(),
             "sha256": digest.hexdigest(),
-            "size": session.size,
+            "size": session.offset,
             "segments": session.segments,
             "state": session.state,
         }

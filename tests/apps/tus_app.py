@@ -161,7 +161,7 @@ def create_app(config: dict[str, Any] | None = None, **flask_options: Any) -> Fl
             {
                 "signal": "upload-completed",
                 "id": session.id,
-                "size": session.size,
+                "size": session.offset,
                 "sha256": digest,
             },
         )
@@ -180,7 +180,7 @@ def create_app(config: dict[str, Any] | None = None, **flask_options: Any) -> Fl
 
     @upload_committed.connect_via(app)
     def on_upload_committed(sender: Flask, session: Any, **kw: Any) -> None:
-        _log(app, {"signal": "upload-committed", "id": session.id, "size": session.size})
+        _log(app, {"signal": "upload-committed", "id": session.id, "size": session.offset})
 
     @upload_aborted.connect_via(app)
     def on_aborted(sender: Flask, session: Any, **kw: Any) -> None:
