@@ -196,3 +196,58 @@ def test_protocol_modules_use_no_private_names_of_the_service() -> None:
             and n.value.id in ("service", "self.service")
         ]
         assert private == [], (name, private)
+
+
+# -- a stalled body holds no session lock (live) -----------------------------------
+@pytest.mark.live
+def test_a_stalled_body_does_not_block_the_session(live_server: Any, tmp_path: Path) -> None:
+    import http.client
+    import socket
+    import time
+
+    config = json.dumps({"STREAMING_UPLOAD_LOCK_TIMEOUT": 2, "STREAMING_BODY_TIMEOUT": 60})
+    server = live_server(
+        "tests.apps.tus_app:create_app()", workers=1, env={"TUS_APP_CONFIG": config}
+    )
+
+    def call(method: str, path: str, body: bytes = b"", **headers: str) -> tuple[int, Any]:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            rv = conn.getresponse()
+            return rv.status, rv.read()
+        finally:
+            conn.close()
+
+    def stall(request_head: str) -> socket.socket:
+        s = socket.create_connection(("127.0.0.1", server.port))
+        s.sendall(request_head.encode() + b"x" * 100)  # 100 of the announced bytes
+        return s
+
+    status, body = call("GET", "/streaming/uploads")
+    sid = json.loads(body)["streamId"]
+    native = stall(
+        f"POST /streaming/uploads HTTP/1.1\r\nHost: x\r\nX-Stream-Id: {sid}\r\n"
+        "X-Stream-Segment: 1\r\nContent-Length: 100000\r\n\r\n"
+    )
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request("POST", "/streaming/tus/", headers={**T, "Upload-Length": "100000"})
+    rv = conn.getresponse()
+    rv.read()
+    path = rv.getheader("Location") or ""
+    path = "/" + path.split("/", 3)[3] if "://" in path else path
+    conn.close()
+    tus = stall(
+        f"PATCH {path} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n"
+        f"Upload-Offset: 0\r\nContent-Type: {OCTETS}\r\nContent-Length: 100000\r\n\r\n"
+    )
+    try:
+        time.sleep(0.5)  # both bodies are being received, and stall
+        h = {"X-Stream-Id": sid, "X-Stream-Segment": "0", "X-Stream-Done": "false"}
+        status, body = call("POST", "/streaming/uploads", b"first", **h)
+        assert status == 200, body  # its commit took the session lock: free
+        status, body = call("DELETE", path, **T)  # a transaction on the tus upload
+        assert status == 204, body
+    finally:
+        native.close()
+        tus.close()
