@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from flask import Flask, render_template, request
+from flask import Flask, Response, render_template, request
 
 from examples import chat as chat_example
 from examples import tus as tus_example
@@ -25,6 +25,11 @@ from flask_streaming import (
     produce,
     sse_response,
     stream_response,
+)
+
+FAVICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
+    '<circle cx="8" cy="8" r="7" fill="#2f6fed"/></svg>'
 )
 
 EXAMPLES = [
@@ -71,6 +76,13 @@ def create_app(config: dict[str, object] | None = None) -> Flask:
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     log_file = Path(app.instance_path, "demo.log")
 
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        # Browsers ask for it on every page: an icon, not a 404 in the log.
+        return Response(
+            FAVICON, mimetype="image/svg+xml", headers={"Cache-Control": "max-age=86400"}
+        )
+
     @app.get("/")
     def index() -> str:
         return render_template("index.html", examples=EXAMPLES)
@@ -114,9 +126,11 @@ def create_app(config: dict[str, object] | None = None) -> Flask:
 
     @app.post("/logtail/append")
     def logtail_append():  # type: ignore[no-untyped-def]
-        line = (request.get_json(silent=True) or {}).get("line", "")
+        line = str((request.get_json(silent=True) or {}).get("line", "")).replace("\n", " ")
+        if not line.strip():
+            return {"error": "empty", "message": "Write something."}, 400
         with log_file.open("a", encoding="utf-8") as f:
-            f.write(str(line).replace("\n", " ")[:1000] + "\n")
+            f.write(line[:1000] + "\n")
         return {"ok": True}
 
     @app.get("/logtail/events")
