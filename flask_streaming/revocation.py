@@ -40,11 +40,14 @@ END_STREAMS = "end_streams"
 
 def end_streams_message(channels: Iterable[str] | None, user: str | None) -> dict[str, Any]:
     """The control message of :meth:`Streaming.end_streams`:
-    ``{"op": "end_streams", "channels": [...] | None, "user": str | None}``.
+    ``{"op": "end_streams", "channels": [...] | None, "user": str | None}``;
+    *channels* may also be one channel name (a ``str``).
 
     :raises ValueError: neither *channels* nor *user* given (ending every
         stream is a shutdown, not a revocation).
     """
+    if isinstance(channels, str):  # one channel name, not its letters
+        channels = [channels]
     names = None if channels is None else sorted(set(channels))
     if names is None and user is None:
         raise ValueError("name the channels or the user whose streams end")

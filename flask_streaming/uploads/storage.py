@@ -33,6 +33,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -43,6 +44,8 @@ from .locks import FileLock, Lock
 from .private_files import DIR_MODE, make_private_dir, open_fd, open_private, warn_if_shared
 from .segments import BLOCK_SIZE
 from .sessions import UploadSession, valid_session_id
+
+logger = logging.getLogger("flask_streaming")
 
 
 class Staging(Protocol):
@@ -480,8 +483,12 @@ class FileStorage:
         empty file; a session removed meanwhile is ignored)."""
         folder = self._acks(session_id)
         try:
-            os.makedirs(folder, 0o700, exist_ok=True)
-            os.close(os.open(os.path.join(folder, token), os.O_WRONLY | os.O_CREAT, 0o600))
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(folder, DIR_MODE)  # not its parents: a removed session stays removed
+            if os.path.islink(folder):  # planted: never create files through it
+                logger.warning("flask_streaming: %s is a symbolic link; not followed", folder)
+                return
+            os.close(open_fd(os.path.join(folder, token), os.O_WRONLY | os.O_CREAT))
         except (FileNotFoundError, NotADirectoryError):
             pass
 

@@ -147,7 +147,10 @@ def upload_id_from_url(url: str, base: str) -> str:
     """The upload id in a partial upload's URL, absolute or relative, whose
     path must be *base* (the tus endpoint's path, ending in ``/``) plus an
     id. Only the path counts; the id is checked by the store."""
-    path = urlsplit(url).path
+    try:
+        path = urlsplit(url).path
+    except ValueError:  # e.g. an unclosed IPv6 literal: "http://[::1/x"
+        raise BadRequest(f"not a URL: {url!r}", code="bad_concat") from None
     if not path.startswith(base) or "/" in path[len(base) :] or len(path) == len(base):
         raise BadRequest(f"not an upload URL of this server: {url!r}", code="bad_concat")
     return path[len(base) :]
