@@ -331,6 +331,8 @@ class Streaming:
         Redis, within the pub/sub round trip).
 
         :raises ValueError: neither *channels* nor *user* given.
+        :raises BrokerUnavailable: Redis could not be reached or did not
+            answer in time; nothing was ended.
         """
         message = end_streams_message(channels, user)
         self.broker(app).send_control(message)

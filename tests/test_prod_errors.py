@@ -79,6 +79,12 @@ def test_publish_with_redis_down_raises_broker_unavailable(tmp_path: Path) -> No
     assert r.headers["Retry-After"].isdigit()
 
 
+def test_end_streams_with_redis_down_raises_broker_unavailable(tmp_path: Path) -> None:
+    app, streaming = make_app(tmp_path, broker_url=f"redis://127.0.0.1:{free_port()}/0")
+    with app.app_context(), pytest.raises(BrokerUnavailable):
+        streaming.end_streams(["room"])
+
+
 def test_app_handler_for_broker_unavailable_wins(tmp_path: Path) -> None:
     app = Flask("own", instance_path=str(tmp_path))
     app.register_error_handler(BrokerUnavailable, lambda exc: ("later", 503))

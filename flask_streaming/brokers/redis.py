@@ -256,8 +256,14 @@ class RedisPublisher:
         return format_id(self.generation, int(seq))
 
     def send_control(self, message: dict[str, Any]) -> None:
-        """Publish a control message to every worker's listener."""
-        self.redis.publish(self.control_channel, json.dumps(message))
+        """Publish a control message to every worker's listener.
+
+        :raises BrokerUnavailable: Redis unreachable, or no answer in time.
+        """
+        try:
+            self.redis.publish(self.control_channel, json.dumps(message))
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise BrokerUnavailable(f"Redis is unavailable: {exc}") from exc
 
     def end_streams(
         self, channels: Iterable[str] | None = None, *, user: str | None = None
