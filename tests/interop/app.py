@@ -10,8 +10,9 @@ bytes, ``/fixture/<seed>``) plus:
   limit) is reached a ``done`` event follows and the stream ends.
 * ``GET /idle?idle=S``: ``tick`` 1 with ``id: 1``, *S* seconds of silence
   (heartbeats only), ``tick`` 2 with ``id: 2``, ``done``.
-* channel ``ticker``: a ``tick`` event ``{"n": n}`` published every 0.1 s
-  (subscribe at ``/streaming/events/ticker``).
+* channel ``ticker``: ``tick`` events ``{"n": n}`` published in bursts of
+  five 0.1 s apart, then 1 s of silence (subscribe at
+  ``/streaming/events/ticker``).
 * ``GET /interop-page`` and ``GET /interop-js/<name>``: a blank page and the
   browser bundles the tests build with esbuild into ``$INTEROP_BUNDLES``.
 * ``/uppy``: the Uppy example page of the demo (``examples/uppy.py``).
@@ -134,7 +135,8 @@ def create_app() -> Flask:
             n += 1
             with app.app_context():
                 streaming.publish("ticker", {"n": n}, event="tick")
-            time.sleep(0.1)
+            # Bursts of 5, then a pause of heartbeats after an id.
+            time.sleep(0.1 if n % 5 else 1.0)
 
     threading.Thread(target=ticker, name="ticker", daemon=True).start()
 

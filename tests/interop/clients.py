@@ -314,6 +314,12 @@ class FetchEventSource(BrowserClient):
 class SveltekitSSE(BrowserClient):
     name = "sveltekit-sse"
     bundle = "sveltekit_sse.js"
+
+    def selected(self) -> list[Any]:
+        """What ``select('tick').json()`` (a Svelte store) handed the app."""
+        values: list[Any] = self.page.evaluate("window.selected")
+        return values
+
     START = """
       const headers = {};
       let lastId = '', stopped = false;
@@ -335,8 +341,9 @@ class SveltekitSSE(BrowserClient):
           setTimeout(again, retry);
         },
       });
-      // A subscriber opens the connection (a Svelte store).
-      const off = src.select('tick').subscribe(() => {});
+      // A subscriber opens the connection (a Svelte store); null until the first event.
+      window.selected = [];
+      const off = src.select('tick').json().subscribe((v) => { if (v) window.selected.push(v); });
       window.stopClient = () => { stopped = true; off(); src.close(); };
     """
 

@@ -29,7 +29,7 @@ SSE_SCENARIOS = {
     "restart": "server stopped (SIGTERM) mid-stream, down for 2 s, started again: the "
     "client resumes by Last-Event-ID, no event lost or repeated",
     "channel": "a channel subscription (/streaming/events/<channel>): events with the "
-    "``channel:`` field arrive intact",
+    "``channel:`` field arrive intact, in order, across 1 s pauses of heartbeats",
     "idle": "heartbeats every 0.2 s, 1.5 s idle after an id: no phantom event",
 }
 #: Upload scenarios.
