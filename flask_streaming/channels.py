@@ -32,14 +32,17 @@ def get_broker() -> Broker:
     return broker
 
 
-def _refusal(settings: Settings) -> Response:
+def _refusal(settings: Settings, headers: Mapping[str, str] | None) -> Response:
     """A 200 stream that only says "come back later": an ``EventSource``
-    gives up for good on any other status."""
+    gives up for good on any other status. The caller's *headers* win, as on
+    the stream it would have got."""
     retry = jittered_retry(settings.retry or 3000)
     err = ServerSentEvent(
         {"message": "Too many connections; retrying later."}, event="stream-error"
     ).encode()
     rv = Response([b": busy\n" + retry + err], headers={**SSE_HEADERS, "Retry-After": "5"})
+    if headers:
+        rv.headers.update(headers)
     return rv
 
 
@@ -77,7 +80,7 @@ def subscribe_response(
     broker = get_broker()
     _warn_memory_multiprocess(broker)
     if broker.connections >= settings.max_connections:
-        return _refusal(settings)
+        return _refusal(settings, headers)
     client = request.remote_addr or ""
     quota = settings.max_connections_per_client
     if quota and broker.clients.get(client, 0) >= quota:

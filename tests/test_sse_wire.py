@@ -119,6 +119,26 @@ def test_the_refusal_stream_has_the_bare_content_type(app: Flask) -> None:
             s.close()
 
 
+def test_the_refusal_stream_keeps_the_callers_headers(app: Flask) -> None:
+    from flask_streaming import subscribe_response
+
+    own = {"Content-Type": "text/event-stream; charset=utf-8", "X-Own": "1"}
+
+    @app.get("/own-subscribe")
+    def own_subscribe() -> Response:
+        return subscribe_response(["news"], headers=own)
+
+    held = open_streams(app, 2)  # STREAMING_MAX_CONNECTIONS: the next one is refused
+    try:
+        r = app.test_client().get("/own-subscribe")
+    finally:
+        for s in held:
+            s.close()
+    assert r.headers.getlist("Content-Type") == [own["Content-Type"]]
+    assert r.headers["X-Own"] == "1" and r.headers["Retry-After"] == "5"
+    assert [e.event for e in EventParser().feed(r.data)] == ["stream-error"]
+
+
 @pytest.mark.parametrize(
     ("url", "expected"),
     [("/sse-own-type", "text/event-stream; charset=utf-8"), ("/produce-own-type", "text/plain")],
