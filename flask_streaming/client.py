@@ -533,6 +533,7 @@ def events(
     headers: Mapping[str, str] | None = None,
     timeout: float | None = None,
     client: httpx.Client | None = None,
+    retry_on_status: bool = True,
 ) -> Iterator[Event]:
     """Iterate the events of the event stream at *url*, parsed as a browser
     parses them (``channel`` set for flask_streaming channel events).
@@ -545,8 +546,9 @@ def events(
     ``text/event-stream`` type raises :class:`ServerError`, as an
     ``EventSource`` fails the connection; except that 408, 425, 429, 500,
     502, 503 and 504, which a restarting server or its proxy sends, are
-    retried like a broken connection. A failure to connect the first time raises (a wrong
-    URL fails fast).
+    retried like a broken connection (*retry_on_status*; ``False`` raises
+    :class:`ServerError` for those too, exactly as ``EventSource`` fails).
+    A failure to connect the first time raises (a wrong URL fails fast).
 
     :param last_event_id: resume after this id.
     :param max_failures: failures in a row before giving up (``None``: never).
@@ -583,7 +585,7 @@ def events(
                     kind = response.headers.get("content-type", "")
                     if response.status_code != 200 or not is_event_stream(kind):
                         response.read()
-                        if response.status_code in _RETRYABLE_STATUS:
+                        if retry_on_status and response.status_code in _RETRYABLE_STATUS:
                             raise httpx.TransportError(f"{response.status_code} from {url}")
                         raise ServerError(response.status_code, _json(response), url)
                     failures = 0

@@ -335,6 +335,11 @@ def test_python_client_refuses_what_event_source_refuses(
         with pytest.raises(httpx.TransportError):
             list(events(url, retry=0.05))
         assert _wait_quiet(server, tok, 1) == 1
+        # retry_on_status=False: refused exactly as EventSource refuses it
+        strict = f"{server.url}/response/{response.name}?token={token()}"
+        with pytest.raises(ServerError) as info:
+            list(events(strict, retry=0.05, retry_on_status=False))
+        assert info.value.status == response.status
     else:
         with pytest.raises(ServerError) as info:
             list(events(url, retry=0.05))
