@@ -387,6 +387,7 @@ class RedisServer(ServerProcess):
         ...  # use rs.url
         rs.kill()      # SIGKILL: a crash, nothing flushed on the way out
         rs.restart()   # same port, same dir: reloads the append-only file
+        rs.restart(kill=True)  # both at once
         rs.stop()      # SIGTERM, then SIGKILL after 10 s
 
     :param dir: its working directory (the append-only file lives there),
@@ -463,10 +464,10 @@ class RedisServer(ServerProcess):
         fsync), and reap it. :meth:`restart` or :meth:`start` may follow."""
         self.stop(kill=True)
 
-    def restart(self, timeout: float = 20.0) -> Self:
-        """Stop it if it runs (``SIGTERM``), then start it again on the same
-        port and dir."""
-        self.stop()
+    def restart(self, timeout: float = 20.0, *, kill: bool = False) -> Self:
+        """Stop it if it runs (``SIGTERM``; ``SIGKILL`` with *kill*, as a
+        crash would), then start it again on the same port and dir."""
+        self.stop(kill=kill)
         return self.start(timeout)
 
 

@@ -27,7 +27,7 @@ def redis_proc(tmp_path: Path) -> Iterator[Callable[..., RedisProc]]:
     procs: list[RedisProc] = []
 
     def make(persistence: str = "none") -> RedisProc:
-        proc = RedisProc(tmp_path / f"redis{len(procs)}", persistence)
+        proc = RedisProc(tmp_path / f"redis{len(procs)}", persistence=persistence)
         procs.append(proc)
         return proc.start()
 
@@ -282,7 +282,7 @@ def test_redis_appendfsync_always_restart_loses_nothing_and_resets_no_one(
         open_conn = Conn(broker, ["d"])
         ids = [broker.publish("d", i) for i in range(5)]
         assert len(open_conn.wait_for(5)) == 5
-        rs.restart()  # SIGKILL, then the same port and directory
+        rs.restart(kill=True)  # SIGKILL, then the same port and directory
         time.sleep(0.2)
         ids += [broker.publish("d", i) for i in range(5, 8)]
         assert gen(ids[-1]) == gen(ids[0])  # the same generation
@@ -306,7 +306,7 @@ def test_redis_restart_that_may_lose_data_starts_a_new_generation(
         open_conn = Conn(broker, ["v"])
         ids = [broker.publish("v", i) for i in range(5)]
         assert len(open_conn.wait_for(5)) == 5
-        rs.restart()
+        rs.restart(kill=True)
         new = broker.publish("v", "after")  # retried on a fresh connection
         assert gen(new) != gen(ids[0])
         # the open stream ends instead of carrying ids of another generation

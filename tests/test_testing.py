@@ -173,6 +173,11 @@ def test_redis_server_kill_and_restart(
     assert (rs.port, rs.dir) == (port, folder)
     with redis.Redis.from_url(rs.url) as r:
         assert (r.get("k") == b"v") is survives
+    pid = rs.pid
+    rs.restart(kill=True)  # a crash and a start in one call
+    assert rs.pid != pid and rs.port == port
+    with redis.Redis.from_url(rs.url) as r:
+        assert (r.get("k") == b"v") is survives
 
 
 def test_redis_persistence_is_checked(tmp_path: Path) -> None:
@@ -185,3 +190,22 @@ def test_free_port_is_bindable() -> None:
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", free_port()))
+
+
+def test_mutation_slices_name_files_that_exist() -> None:
+    """scripts/mutation.py's slices point at real modules and test files
+    (a renamed test file must not silently shrink a slice)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mutation", ROOT / "scripts" / "mutation.py")
+    assert spec is not None and spec.loader is not None
+    mutation = importlib.util.module_from_spec(spec)
+    sys.modules["mutation"] = mutation  # dataclasses look their module up
+    try:
+        spec.loader.exec_module(mutation)
+    finally:
+        del sys.modules["mutation"]
+    for s in mutation.SLICES.values():
+        for path in (*s.modules, *s.tests):
+            assert (ROOT / path).exists(), (s.name, path)
+        assert 'module-path = ["' in mutation._config(s)

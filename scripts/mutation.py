@@ -1,0 +1,351 @@
+"""Mutation testing, one module slice at a time, time-boxed (``tox -e mutation``).
+
+::
+
+    python scripts/mutation.py --list                  # the slices, their files and tests
+    python scripts/mutation.py sse --minutes 20        # run (or resume) one slice for <= 20 min
+    python scripts/mutation.py sse --report            # the score and the survivors so far
+    python scripts/mutation.py sse --fresh             # forget the slice's session, start over
+
+Tool: cosmic-ray (maintained; see setup.cfg's ``mutation`` extra for why not
+mutmut 3). Each slice has its own session database under
+``.mutation/<slice>/`` (gitignored), so a run killed by its time box (or by
+the end of a session) resumes where it stopped: the mutant that was being
+tested when the box closed is simply tested again next time.
+
+Every ``exec`` runs in a fresh copy of the repository (``.mutation/<slice>/src``),
+never in the working tree: cosmic-ray writes each mutant to disk, and the live
+tests' gunicorn workers import the mutated package from that copy (their
+``PYTHONPATH`` is the copy's root), so mutants reached only through a real
+server are tested too. When the slice's modules change, the session starts
+over (its mutants no longer match the code).
+
+The score printed is ``killed / (killed + survived)`` over the mutants tested
+so far (``incompetent`` mutants, which do not even import, are not counted),
+and how many are still pending. Survivors are written to
+``.mutation/<slice>/survivors.txt`` with their diffs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import hashlib
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".mutation"
+#: What a copy of the repository for a mutation run holds.
+COPY = ("flask_streaming", "tests", "docs", "examples", "benchmarks", "setup.cfg", "tox.ini",
+        "pyproject.toml", "README.md", "CHANGELOG.md", "LICENSE", "MANIFEST.in")  # fmt: skip
+#: Folders never copied (large, or outputs).
+IGNORE = shutil.ignore_patterns("node_modules", "__pycache__", "_build", ".mutation", "*.pyc")
+
+
+@dataclasses.dataclass(frozen=True)
+class Slice:
+    """A group of modules mutated together and the tests that guard them."""
+
+    name: str
+    modules: tuple[str, ...]
+    tests: tuple[str, ...]
+    #: Seconds one mutant's test run may take before it counts as killed
+    #: (a hang is a failure the tests caught).
+    timeout: float = 120.0
+    note: str = ""
+
+
+SLICES = {
+    s.name: s
+    for s in (
+        Slice(
+            "sse",
+            ("flask_streaming/sse.py",),
+            # Fast, pointed tests first: a killed mutant stops at its first failure.
+            ("tests/test_sse_encoder.py", "tests/test_responses.py",
+             "tests/test_sse_wire.py", "tests/test_sse_conformance.py"),
+            note="the SSE encoder, retry/jitter, sse_response",
+        ),
+        Slice(
+            "sse-parser",
+            ("flask_streaming/sse_parser.py",),
+            ("tests/test_sse_encoder.py", "tests/test_sse_wire.py",
+             "tests/test_sse_conformance.py"),
+            note="the Python event-stream parser (the JS client's parser: not covered)",
+        ),
+        Slice(
+            "transport",
+            ("flask_streaming/transport.py",),
+            ("tests/test_responses.py", "tests/test_sse_wire.py", "tests/test_live_streams.py"),
+            timeout=240.0,
+            note="outbox, heartbeats, flushing, disconnects (live gunicorn tests included)",
+        ),
+        Slice(
+            "brokers",
+            ("flask_streaming/brokers",),
+            ("tests/test_channels.py", "tests/test_resume.py", "tests/test_channels_live.py"),
+            timeout=300.0,
+            note="memory and Redis brokers (real redis-server and gunicorn tests included)",
+        ),
+        Slice(
+            "uploads",
+            ("flask_streaming/uploads/service.py", "flask_streaming/uploads/storage.py",
+             "flask_streaming/uploads/ranges.py"),
+            ("tests/test_uploads.py", "tests/test_uploads_committed.py",
+             "tests/test_uploads_expiry.py", "tests/test_uploads_live.py",
+             "tests/test_uploads_lock_live.py"),
+            timeout=300.0,
+            note="the upload service, file storage and byte ranges",
+        ),
+        Slice(
+            "tus",
+            ("flask_streaming/uploads/tus.py", "flask_streaming/uploads/tus_headers.py",
+             "flask_streaming/uploads/tus_concat.py"),
+            ("tests/test_tus.py", "tests/test_tus_download.py",
+             "tests/test_security_concat_model.py", "tests/test_tus_live.py"),
+            timeout=300.0,
+            note="tus 1.0 views, header parsing, concatenation",
+        ),
+    )
+}  # fmt: skip
+
+
+def _sources_hash(s: Slice) -> str:
+    """A hash of the slice's modules: the session is valid while it holds."""
+    h = hashlib.sha256()
+    for module in s.modules:
+        path = ROOT / module
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for f in files:
+            h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+def _copy_repo(dest: Path) -> None:
+    """A fresh copy of what the tests need (the working tree's current files)."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for name in COPY:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=IGNORE)
+        elif src.exists():
+            shutil.copy2(src, dest / name)
+
+
+def _config(s: Slice) -> str:
+    tests = " ".join(shlex.quote(t) for t in s.tests)
+    # -x: the first failing test kills the mutant; no cache, no CI strictness.
+    command = f"{sys.executable} -m pytest -x -q -p no:cacheprovider {tests}"
+    modules = ", ".join(f'"{m}"' for m in s.modules)
+    return (
+        "[cosmic-ray]\n"
+        f"module-path = [{modules}]\n"
+        f"timeout = {s.timeout}\n"
+        "excluded-modules = []\n"
+        f'test-command = "{command}"\n\n'
+        '[cosmic-ray.distributor]\nname = "local"\n'
+    )
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def _run(cmd: list[str], cwd: Path, timeout: float | None = None) -> int:
+    """Run *cmd* in its own process group; at *timeout* stop the whole group
+    (cosmic-ray, its pytest and any gunicorn or redis-server a test started)
+    by its id: SIGTERM, then SIGKILL 10 s later. -1: the time box closed."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=_env(), start_new_session=True)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(wait)
+                break
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # stragglers of the group
+        proc.wait()
+        return -1
+
+
+def prepare(s: Slice, *, fresh: bool) -> Path:
+    """The slice's folder, with a session matching the current modules."""
+    folder = WORK / s.name
+    folder.mkdir(parents=True, exist_ok=True)
+    session, stamp = folder / "session.sqlite", folder / "sources.sha256"
+    digest = _sources_hash(s)
+    stale = fresh or not session.exists() or not stamp.exists() or stamp.read_text() != digest
+    _copy_repo(folder / "src")
+    (folder / "config.toml").write_text(_config(s))
+    if stale:
+        session.unlink(missing_ok=True)
+        (folder / "baseline.ok").unlink(missing_ok=True)
+        rc = _run(["cosmic-ray", "init", str(folder / "config.toml"), str(session)], folder / "src")
+        if rc != 0:
+            raise SystemExit(f"cosmic-ray init failed ({rc})")
+        # Lines marked "# pragma: no mutate" (documented equivalents) are skipped.
+        _run(["cr-filter-pragma", str(session)], folder / "src")
+        skip_annotations(session, folder / "src")
+        stamp.write_text(digest)
+    return folder
+
+
+def _annotation_spans(path: Path) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """(start, end) positions (line 1-based, column 0-based) of every
+    annotation in *path*: parameters, returns, annotated assignments."""
+    import ast
+
+    spans = []
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        anns: list[ast.expr | None] = []
+        if isinstance(node, ast.arg):
+            anns.append(node.annotation)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            anns.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            anns.append(node.annotation)
+        for a in anns:
+            if a is not None and a.end_lineno is not None and a.end_col_offset is not None:
+                spans.append(((a.lineno, a.col_offset), (a.end_lineno, a.end_col_offset)))
+    return spans
+
+
+def skip_annotations(session: Path, src: Path) -> int:
+    """Mark mutants inside annotations as skipped: every module starts with
+    ``from __future__ import annotations``, so annotations are never
+    evaluated and such a mutant (``str | None`` → ``str + None``) is
+    equivalent. Returns how many were skipped."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    cache: dict[Path, list[tuple[tuple[int, int], tuple[int, int]]]] = {}
+    skipped = 0
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        for item in list(db.pending_work_items):
+            for m in item.mutations:
+                path = src / m.module_path
+                if "from __future__ import annotations" not in path.read_text("utf-8"):
+                    continue
+                spans = cache.setdefault(path, _annotation_spans(path))
+                start, end = tuple(m.start_pos), tuple(m.end_pos)
+                if any(a <= start and end <= b for a, b in spans):
+                    db.set_result(
+                        item.job_id,
+                        WorkResult(
+                            output="in an annotation (never evaluated): equivalent",
+                            test_outcome=None,
+                            diff=None,
+                            worker_outcome=WorkerOutcome.SKIPPED,
+                        ),
+                    )
+                    skipped += 1
+                    break
+    return skipped
+
+
+def counts(session: Path) -> dict[str, int]:
+    """Mutants killed, survived, incompetent and pending in *session*."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import TestOutcome, WorkerOutcome
+
+    out = {"killed": 0, "survived": 0, "incompetent": 0, "skipped": 0, "pending": 0}
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        for _item, result in db.completed_work_items:
+            if result.worker_outcome == WorkerOutcome.SKIPPED:
+                out["skipped"] += 1
+            elif result.test_outcome == TestOutcome.KILLED:
+                out["killed"] += 1
+            elif result.test_outcome == TestOutcome.SURVIVED:
+                out["survived"] += 1
+            else:
+                out["incompetent"] += 1
+        out["pending"] = sum(1 for _ in db.pending_work_items)
+    return out
+
+
+def report(s: Slice, folder: Path) -> str:
+    """The slice's score line; survivors' diffs go to survivors.txt."""
+    session = folder / "session.sqlite"
+    c = counts(session)
+    tested = c["killed"] + c["survived"]
+    score = f"{100 * c['killed'] / tested:.1f}%" if tested else "-"
+    with open(folder / "survivors.txt", "w") as out:
+        subprocess.run(
+            ["cr-report", "--surviving-only", "--show-diff", str(session)],
+            stdout=out, stderr=subprocess.STDOUT, env=_env(), check=False,
+        )  # fmt: skip
+    return (
+        f"{s.name}: score {score} ({c['killed']} killed / {tested} tested), "
+        f"{c['survived']} survived, {c['incompetent']} incompetent, "
+        f"{c['skipped']} skipped (annotations, no mutate), {c['pending']} pending; "
+        f"survivors: {folder / 'survivors.txt'}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line."""
+    p = argparse.ArgumentParser(
+        prog="python scripts/mutation.py", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("slice", nargs="?", choices=sorted(SLICES), help="the slice to run")
+    p.add_argument("--list", action="store_true", help="list the slices")
+    p.add_argument("--minutes", type=float, default=20.0, help="time box for this run (20)")
+    p.add_argument("--report", action="store_true", help="only print the score so far")
+    p.add_argument("--fresh", action="store_true", help="start the slice's session over")
+    p.add_argument("--count", action="store_true", help="only create the session, count mutants")
+    args = p.parse_args(argv)
+    if args.list or not args.slice:
+        for s in SLICES.values():
+            print(f"{s.name:11} {', '.join(s.modules)}\n{'':11} tests: {' '.join(s.tests)}")
+            print(f"{'':11} {s.note}")
+        return 0
+    s = SLICES[args.slice]
+    if args.report:
+        print(report(s, WORK / s.name))
+        return 0
+    folder = prepare(s, fresh=args.fresh)
+    if args.count:
+        print(f"{s.name}: {counts(folder / 'session.sqlite')}")
+        return 0
+    src = folder / "src"
+    if not (folder / "baseline.ok").exists():
+        t0 = time.monotonic()
+        rc = _run(["cosmic-ray", "baseline", str(folder / "config.toml")], src)
+        if rc != 0:
+            raise SystemExit(f"the unmutated tests fail ({rc}): fix them first")
+        (folder / "baseline.ok").write_text(f"{time.monotonic() - t0:.1f}\n")
+    pending = counts(folder / "session.sqlite")["pending"]
+    per = float((folder / "baseline.ok").read_text())
+    print(
+        f"{s.name}: {pending} mutants pending; the unmutated tests took {per:.0f} s, so about"
+        f" {pending * per / 3600:.1f} h at most (a killed mutant stops at its first failure);"
+        f" this run stops after {args.minutes:g} min",
+        flush=True,
+    )
+    rc = _run(
+        ["cosmic-ray", "exec", str(folder / "config.toml"), str(folder / "session.sqlite")],
+        src,
+        timeout=args.minutes * 60,
+    )
+    print("time box reached: run again to resume" if rc == -1 else f"cosmic-ray exec: {rc}")
+    print(report(s, folder))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
