@@ -82,7 +82,7 @@ def sigkill_and_restart(server: GunicornServer) -> None:
 def check_upload(server: GunicornServer, tmp_path: Path, url: str, data: bytes) -> None:
     upload_id = url.rstrip("/").rsplit("/", 1)[1]
     info = httpx.get(f"{server.url}/upload-info/{upload_id}", timeout=30).json()
-    assert info["state"] == "completed" and info["size"] == len(data), info
+    assert info["state"] == "completed" and info["offset"] == len(data), info
     assert info["data_sha256"] == hashlib.sha256(data).hexdigest(), "not byte-identical"
     completed = signals(tmp_path, "upload-completed")
     assert [r["id"] for r in completed] == [upload_id]
