@@ -338,8 +338,13 @@ class Broker:
             for ch in sub.channels:
                 self.on_first_subscriber(ch)
             if not resume:
-                sub.generation = self.generation
-                sub.last_seq = self.current_seq()
+                if self._lock is not None:
+                    with self._lock:
+                        sub.generation = self.generation
+                        sub.last_seq = self.current_seq()
+                else:
+                    sub.generation = self.generation
+                    sub.last_seq = self.current_seq()
                 return
             replay = self.replay(sub.channels, sub.last_event_id or "")
         except Exception as exc:
@@ -349,6 +354,13 @@ class Broker:
             sub.pending = None
             sub.end("broker_unavailable")
             return
+        if self._lock is not None:
+            with self._lock:  # the listener thread delivers meanwhile
+                self._resume(sub, replay)
+        else:
+            self._resume(sub, replay)
+
+    def _resume(self, sub: Subscriber, replay: Replay) -> None:
         sub.generation = replay.generation
         out: list[bytes] = []
         if replay.reason is not None:

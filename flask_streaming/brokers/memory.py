@@ -66,15 +66,19 @@ class MemoryBroker(Broker):
             self.seq += 1
         seq = self.seq
         raw = frame(self.generation, seq, channel, body)
+        now = self.clock()
+        self._drop_old_channels(now)  # this channel's too, when idle past the TTL
         log = self.history.get(channel)
         if log is None:
             log = self.history[channel] = deque()
+            if self.dropped_upto:
+                # a history dropped whole may have been this channel's
+                self.trimmed[channel] = self.dropped_upto
         else:
             self.history.move_to_end(channel)
         if len(log) >= self.history_size:
             self.trimmed[channel] = log.popleft()[0]
         log.append((seq, raw))
-        now = self.clock()
         self.published_at[channel] = now
         self._drop_old_channels(now)
         self.fanout(channel, seq, raw)

@@ -74,7 +74,7 @@ def stream_bound(history_size: int) -> int:
 
 
 _PUBLISH = """
-local h = redis.call('HMGET', KEYS[1], 'gen', 'seq', 'ck2t', 'ck2s')
+local h = redis.call('HMGET', KEYS[1], 'gen', 'seq', 'ck2t', 'ck2s', 'ck1t', 'ck1s')
 local gen = h[1]
 if not gen then
   gen = ARGV[5]
@@ -100,7 +100,22 @@ end
 if redis.call('EXISTS', KEYS[2]) == 0 then
   local last = redis.call('HGET', KEYS[3], 'last')
   if last then
+    -- the stream expired: everything up to its last event is gone
     redis.call('HSET', KEYS[3], 'trimmed', last)
+  else
+    -- no record either: it expired too, or the channel is new. Its last
+    -- event (if any) is at most the counter at a checkpoint within the
+    -- record's TTL (the floor); the same rule as a replay's.
+    local floor = cur
+    if h[5] and now - tonumber(h[5]) <= rec_ttl then
+      floor = math.min(floor, tonumber(h[6]))
+    end
+    if h[3] and now - tonumber(h[3]) <= rec_ttl then
+      floor = math.min(floor, tonumber(h[4]))
+    end
+    if floor > 0 then
+      redis.call('HSET', KEYS[3], 'trimmed', floor)
+    end
   end
 end
 redis.call('XADD', KEYS[2], seq .. '-0', 'b', ARGV[1])
@@ -457,6 +472,13 @@ class RedisBroker(Broker):
                     pubsub.close()
 
     def _on_message(self, data: bytes) -> None:
+        if self._lock is not None:  # threads: exclusive with attach
+            with self._lock:
+                self._message(data)
+        else:
+            self._message(data)
+
+    def _message(self, data: bytes) -> None:
         gen_b, _, rest = data.partition(b" ")
         head, _, rest = rest.partition(b" ")
         channel_b, _, body = rest.partition(b" ")
@@ -482,8 +504,13 @@ class RedisBroker(Broker):
             self.generation,
             self.last_seen,
         )
-        self.generation, self.last_seen = gen, seq
-        self.end_streams(None, "broker_reset")
+        if self._lock is not None:
+            with self._lock:
+                self.generation, self.last_seen = gen, seq
+                self.end_streams(None, "broker_reset")
+        else:
+            self.generation, self.last_seen = gen, seq
+            self.end_streams(None, "broker_reset")
 
     def _catch_up(self) -> None:
         """After a (re)connect: deliver what was published meanwhile; end
@@ -499,7 +526,14 @@ class RedisBroker(Broker):
         if replay.generation != self.generation or replay.reason is not None:
             self._ids_went_back(replay.generation, counter)
             return
-        for seq, raw in replay.events:
+        if self._lock is not None:
+            with self._lock:
+                self._fanout_all(replay.events)
+        else:
+            self._fanout_all(replay.events)
+
+    def _fanout_all(self, events: list[tuple[int, bytes]]) -> None:
+        for seq, raw in events:
             channel = raw.split(b"\n", 2)[1][len(b"channel: ") :].decode("ascii")
             self.last_seen = max(self.last_seen, seq)
             self.fanout(channel, seq, raw)
