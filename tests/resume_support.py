@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from flask_streaming.brokers import Broker, Subscriber
-from flask_streaming.testing import Event, EventParser, RedisServer
+from flask_streaming.testing import Event, EventParser
 from flask_streaming.transport import Outbox
 
 
@@ -67,6 +67,130 @@ def data_of(events: list[Event]) -> list[Any]:
     return [e.data for e in events]
 
 
-#: The one RedisServer (flask_streaming.testing): kill() is SIGKILL,
-#: restart(kill=True) a crash and a start on the same port and directory.
-RedisProc = RedisServer
+class RedisProc:
+    """A redis-server on a free port that a test may SIGKILL and restart
+    with the same port and directory (persistence: ``none``, ``everysec``
+    or ``always``)."""
+
+    def __init__(self, dir: Any, persistence: str = "none") -> None:
+        from flask_streaming.testing import free_port
+
+        self.dir = str(dir)
+        self.persistence = persistence
+        self.port = free_port()
+        self.proc: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisProc:
+        import os
+        import socket
+        import subprocess
+
+        os.makedirs(self.dir, exist_ok=True)
+        aof = self.persistence != "none"
+        cmd = [
+            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", self.dir, "--save", "",
+            "--appendonly", "yes" if aof else "no",
+            "--appendfsync", self.persistence if aof else "everysec",
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def restart(self) -> RedisProc:
+        self.kill()
+        return self.start()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+class HttpConn:
+    """:class:`Conn`'s interface over HTTP: one event stream read by a
+    thread (httpx), for the end-to-end run through gunicorn."""
+
+    def __init__(self, url: str, channels: list[str], last_event_id: str | None = None):
+        import threading
+
+        import httpx
+
+        self.parser = EventParser()
+        self.events: list[Event] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._ended = threading.Event()
+        opened = threading.Event()
+        query = "&".join(f"channel={c}" for c in dict.fromkeys(channels))
+        headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+
+        def run() -> None:
+            try:
+                with httpx.stream(
+                    "GET", f"{url}/streaming/events?{query}", headers=headers, timeout=60
+                ) as r:
+                    for chunk in r.iter_raw():
+                        with self._lock:
+                            self.events += self.parser.feed(chunk)
+                        opened.set()
+                        if self._closed:
+                            return
+            except Exception:
+                pass
+            finally:
+                opened.set()
+                self._ended.set()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        # The prelude comes after the subscription is registered and its
+        # replay queued (StreamBody starts the producer first).
+        assert opened.wait(15), "the stream did not open"
+
+    def poll(self) -> list[Event]:
+        with self._lock:
+            return list(self.events)
+
+    @property
+    def ended(self) -> bool:
+        return self._ended.is_set() and not self._closed
+
+    def data(self) -> list[Event]:
+        return [e for e in self.poll() if e.event == "message"]
+
+    def resets(self) -> list[Event]:
+        return [e for e in self.poll() if e.event == "stream-reset"]
+
+    def wait_for(self, n: int, timeout: float = 10.0) -> list[Event]:
+        deadline = time.monotonic() + timeout
+        while len(self.data()) < n and not self._ended.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.data()
+
+    def wait_end(self, timeout: float = 10.0) -> bool:
+        return self._ended.wait(timeout)
+
+    def close(self) -> None:
+        self._closed = True  # the reader returns at its next chunk (a heartbeat at worst)

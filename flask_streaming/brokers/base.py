@@ -309,11 +309,17 @@ class Broker:
         raise NotImplementedError
 
     def fanout(self, channel: str, seq: int, raw: bytes) -> None:
-        """Hand one framed event to every local subscriber of *channel*."""
+        """Hand one framed event to every local subscriber of *channel*
+        (the same event twice is harmless: subscribers drop what they have)."""
         subs = self.subscribers.get(channel)
         if subs:
-            for sub in tuple(subs):
-                sub.deliver(seq, raw)
+            if self._lock is not None:  # threads: exclusive with a resume
+                with self._lock:
+                    for sub in tuple(subs):
+                        sub.deliver(seq, raw)
+            else:
+                for sub in tuple(subs):
+                    sub.deliver(seq, raw)
             events_delivered.send(self, count=len(subs))
 
     # -- subscribing -----------------------------------------------------
@@ -374,6 +380,10 @@ class Broker:
             if seq > last:
                 out.append(raw)
                 last = seq
+        # Positioned at the newest event known here: older ones were in the
+        # replay, went live meanwhile (pending), or are not held.
+        if replay.generation == self.generation:
+            last = max(last, self.current_seq())
         sub.last_seq = last
         if out:
             events_delivered.send(self, count=len(out))

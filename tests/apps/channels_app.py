@@ -17,6 +17,8 @@ def create_app() -> Flask:
     app.config["STREAMING_BROKER_URL"] = os.environ.get("BROKER_URL", "memory://")
     app.config["STREAMING_PING_INTERVAL"] = float(os.environ.get("PING", "15"))
     app.config["STREAMING_HISTORY_SIZE"] = int(os.environ.get("HISTORY", "1000"))
+    app.config["STREAMING_HISTORY_TTL"] = float(os.environ.get("HISTORY_TTL", "3600"))
+    app.config["STREAMING_MAX_QUEUE"] = int(os.environ.get("MAX_QUEUE", "1000"))
     streaming = Streaming(app)
 
     @app.post("/publish/<channel>")
