@@ -1,6 +1,6 @@
-"""Shared by the resume tests: an in-process subscriber connection to a
-broker (a real :class:`~flask_streaming.brokers.Subscriber` with a real,
-thread-safe outbox), and a redis-server a test may kill and restart."""
+"""Shared by the resume tests: a subscriber connection to a broker in
+process (a real :class:`~flask_streaming.brokers.Subscriber` with a real,
+thread-safe outbox) or over HTTP, with the same interface."""
 
 from __future__ import annotations
 
@@ -65,67 +65,6 @@ def gen(event_id: str) -> str:
 
 def data_of(events: list[Event]) -> list[Any]:
     return [e.data for e in events]
-
-
-class RedisProc:
-    """A redis-server on a free port that a test may SIGKILL and restart
-    with the same port and directory (persistence: ``none``, ``everysec``
-    or ``always``)."""
-
-    def __init__(self, dir: Any, persistence: str = "none") -> None:
-        from flask_streaming.testing import free_port
-
-        self.dir = str(dir)
-        self.persistence = persistence
-        self.port = free_port()
-        self.proc: Any = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisProc:
-        import os
-        import socket
-        import subprocess
-
-        os.makedirs(self.dir, exist_ok=True)
-        aof = self.persistence != "none"
-        cmd = [
-            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-            "--dir", self.dir, "--save", "",
-            "--appendonly", "yes" if aof else "no",
-            "--appendfsync", self.persistence if aof else "everysec",
-        ]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return self
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError("redis-server did not start")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def restart(self) -> RedisProc:
-        self.kill()
-        return self.start()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except Exception:
-                self.proc.kill()
-                self.proc.wait(10)
 
 
 class HttpConn:

@@ -4,10 +4,8 @@ plus the bounds it relies on. Redis tests run a real redis-server."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,36 +13,18 @@ import redis as redis_lib
 
 from flask_streaming.brokers import Broker, MemoryBroker
 from flask_streaming.brokers.redis import RedisBroker, stream_bound
+from flask_streaming.testing import RedisServer
 
-from .resume_support import Conn, RedisProc, data_of, gen, seq
-
-
-@pytest.fixture
-def redis_proc(tmp_path: Path) -> Iterator[Callable[..., RedisProc]]:
-    """Factory of redis-servers; each is stopped by its pid at the end."""
-    if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is not installed (apt-get install redis-server)")
-    procs: list[RedisProc] = []
-
-    def make(persistence: str = "none") -> RedisProc:
-        proc = RedisProc(tmp_path / f"redis{len(procs)}", persistence=persistence)
-        procs.append(proc)
-        return proc.start()
-
-    try:
-        yield make
-    finally:
-        for proc in procs:
-            proc.stop()
+from .resume_support import Conn, data_of, gen, seq
 
 
 @pytest.fixture(params=["memory", "redis"])
 def make_broker(
-    request: pytest.FixtureRequest, redis_proc: Callable[..., RedisProc]
+    request: pytest.FixtureRequest, redis_factory: Callable[..., RedisServer]
 ) -> Iterator[Callable[..., Broker]]:
     """Factory of brokers of one kind (Redis: one server for the test)."""
     brokers: list[Broker] = []
-    url = redis_proc().url if request.param == "redis" else ""
+    url = redis_factory().url if request.param == "redis" else ""
 
     def make(**kwargs: Any) -> Broker:
         broker: Broker = (
@@ -224,8 +204,10 @@ def test_memory_gap_boundary() -> None:
 # -- Redis keys stay bounded; idle channels expire --------------------------
 
 
-def test_redis_streams_stay_within_the_stated_bound(redis_proc: Callable[..., RedisProc]) -> None:
-    rs = redis_proc()
+def test_redis_streams_stay_within_the_stated_bound(
+    redis_factory: Callable[..., RedisServer],
+) -> None:
+    rs = redis_factory()
     broker = RedisBroker(rs.url, history_size=10)
     r = redis_lib.Redis.from_url(rs.url)
     try:
@@ -241,9 +223,9 @@ def test_redis_streams_stay_within_the_stated_bound(redis_proc: Callable[..., Re
 
 
 def test_redis_idle_channels_expire_and_resume_resets(
-    redis_proc: Callable[..., RedisProc],
+    redis_factory: Callable[..., RedisServer],
 ) -> None:
-    rs = redis_proc()
+    rs = redis_factory()
     ttl = 0.4
     broker = RedisBroker(rs.url, history_ttl=ttl)
     r = redis_lib.Redis.from_url(rs.url)
@@ -274,15 +256,16 @@ def test_redis_idle_channels_expire_and_resume_resets(
 
 
 def test_redis_appendfsync_always_restart_loses_nothing_and_resets_no_one(
-    redis_proc: Callable[..., RedisProc],
+    redis_factory: Callable[..., RedisServer],
 ) -> None:
-    rs = redis_proc("always")
+    rs = redis_factory(persistence="always")
     broker = RedisBroker(rs.url)
     try:
         open_conn = Conn(broker, ["d"])
         ids = [broker.publish("d", i) for i in range(5)]
         assert len(open_conn.wait_for(5)) == 5
-        rs.restart(kill=True)  # SIGKILL, then the same port and directory
+        rs.kill()  # a crash, then the same port and directory
+        rs.start()
         time.sleep(0.2)
         ids += [broker.publish("d", i) for i in range(5, 8)]
         assert gen(ids[-1]) == gen(ids[0])  # the same generation
@@ -298,15 +281,16 @@ def test_redis_appendfsync_always_restart_loses_nothing_and_resets_no_one(
 
 @pytest.mark.parametrize("persistence", ["everysec", "none"])
 def test_redis_restart_that_may_lose_data_starts_a_new_generation(
-    redis_proc: Callable[..., RedisProc], persistence: str
+    redis_factory: Callable[..., RedisServer], persistence: str
 ) -> None:
-    rs = redis_proc(persistence)
+    rs = redis_factory(persistence=persistence)
     broker = RedisBroker(rs.url)
     try:
         open_conn = Conn(broker, ["v"])
         ids = [broker.publish("v", i) for i in range(5)]
         assert len(open_conn.wait_for(5)) == 5
-        rs.restart(kill=True)
+        rs.kill()
+        rs.start()
         new = broker.publish("v", "after")  # retried on a fresh connection
         assert gen(new) != gen(ids[0])
         # the open stream ends instead of carrying ids of another generation

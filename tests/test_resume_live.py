@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from flask_streaming.testing import GunicornServer
+from flask_streaming.testing import GunicornServer, RedisServer
 
-from .resume_support import HttpConn, RedisProc
+from .resume_support import HttpConn
 from .test_resume_model import HISTORY, MAX_QUEUE, ResumeModel, run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,10 +40,10 @@ class HttpPublisher:
 
 
 @pytest.fixture(params=["always", "none"])
-def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[RedisProc, str]]:
+def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[RedisServer, str]]:
     if shutil.which("redis-server") is None:
         pytest.fail("redis-server is not installed (apt-get install redis-server)")
-    rs = RedisProc(tmp_path / "redis", request.param).start()
+    rs = RedisServer(tmp_path / "redis", persistence=request.param).start()
     env = {
         "PYTHONPATH": str(ROOT),
         "INSTANCE_PATH": str(tmp_path / "instance"),
@@ -62,10 +62,10 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Red
         yield rs, server.url
     finally:
         server.stop()
-        rs.stop()
+        rs.kill()
 
 
-def test_resume_contract_end_to_end(served: tuple[RedisProc, str]) -> None:
+def test_resume_contract_end_to_end(served: tuple[RedisServer, str]) -> None:
     rs, url = served
 
     class Live(ResumeModel):

@@ -33,8 +33,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from flask_streaming.brokers import Broker, MemoryBroker
 from flask_streaming.brokers.base import frame
 from flask_streaming.brokers.redis import RedisBroker, stream_bound
+from flask_streaming.testing import RedisServer
 
-from .resume_support import Conn, RedisProc, gen, seq
+from .resume_support import Conn, gen, seq
 
 SCALE = int(os.environ.get("RESUME_MODEL_SCALE", "1"))
 SHRINK = os.environ.get("RESUME_MODEL_SHRINK", "1") != "0"
@@ -80,7 +81,7 @@ class ResumeModel(RuleBasedStateMachine):
 
     kind = "memory"
     ttl = 10.0
-    redis: RedisProc | None = None
+    redis: RedisServer | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -325,7 +326,8 @@ class ResumeModel(RuleBasedStateMachine):
             self.new_generation(keep_upto=0)
             return
         assert self.redis is not None
-        self.redis.restart()
+        self.redis.kill()  # a crash: SIGKILL
+        self.redis.start()
         if self.redis.persistence == "always":
             for e in self.conns:
                 e.may_end = True  # a catch-up that finds a gap ends streams
@@ -436,22 +438,22 @@ def test_memory_broker_holds_the_contract() -> None:
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RedisProc]:
+def crashable_redis(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RedisServer]:
     if shutil.which("redis-server") is None:
         pytest.fail("redis-server is not installed (apt-get install redis-server)")
-    proc = RedisProc(tmp_path / "redis", request.param).start()
+    proc = RedisServer(tmp_path / "redis", persistence=request.param).start()
     try:
         yield proc
     finally:
-        proc.stop()
+        proc.kill()
 
 
 @pytest.mark.redis
-@pytest.mark.parametrize("redis_server", ["none", "everysec", "always"], indirect=True)
-def test_redis_broker_holds_the_contract(redis_server: RedisProc) -> None:
+@pytest.mark.parametrize("crashable_redis", ["none", "everysec", "always"], indirect=True)
+def test_redis_broker_holds_the_contract(crashable_redis: RedisServer) -> None:
     class OnRedis(ResumeModel):
         kind = "redis"
         ttl = 1.0
-        redis = redis_server
+        redis = crashable_redis
 
     run(OnRedis, 6, 20)
