@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -43,7 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--protocol", choices=("native", "tus"), default="native")
     up.add_argument(
-        "--segment-size", type=float, default=8.0, metavar="MIB", help="MiB per segment (8)"
+        "--segment-size",
+        type=float,
+        metavar="MIB",
+        help="MiB per segment (8; with --resume: the size the upload started with, read"
+        " from the server's session when left out)",
     )
     up.add_argument(
         "--resume", metavar="ID", help="continue an interrupted upload (session id or tus URL)"
@@ -140,7 +145,8 @@ def resume_command(args: argparse.Namespace, resume: str) -> str:
     plus ``--resume``."""
     argv = ["python", "-m", "flask_streaming", "upload", args.file, args.url]
     # repr: the exact float, so that the segments line up with those sent.
-    argv += ["--protocol", args.protocol, "--segment-size", repr(args.segment_size)]
+    size = args.segment_size if args.segment_size is not None else 8.0
+    argv += ["--protocol", args.protocol, "--segment-size", repr(size)]
     if args.content_type:
         argv += ["--content-type", args.content_type]
     for item in args.metadata:
@@ -165,7 +171,7 @@ def _upload(
         if not sep or not key:
             parser.error(f"--metadata needs KEY=VALUE, not {item!r}")
         metadata[key] = value
-    if args.segment_size <= 0:
+    if args.segment_size is not None and args.segment_size <= 0:
         parser.error("--segment-size must be positive")
     try:
         f = open(args.file, "rb")  # noqa: SIM115
@@ -173,6 +179,10 @@ def _upload(
         _error(f"cannot read {args.file}: {exc.strerror}")
         return EXIT_FILE
     with f:
+        if args.segment_size is None:
+            f.seek(0, os.SEEK_END)
+            args.segment_size = _segment_size(args, f.tell(), headers)
+            f.seek(0)
         final = upload(
             f,
             args.url,
@@ -187,6 +197,51 @@ def _upload(
         )
     print(json.dumps(final, ensure_ascii=False))
     return EXIT_OK
+
+
+def _segment_size(args: argparse.Namespace, size: int, headers: dict[str, str]) -> float:
+    """MiB per segment when ``--segment-size`` is left out: 8, or for a
+    native ``--resume`` the size the upload started with, read from the
+    server's session: its ``received`` segments are ``contiguous`` (no
+    gap) and hold ``bytes`` bytes, so each held ``bytes / received``; when
+    all of the file is there, any size that makes the same count of
+    segments will do. Otherwise the user must say.
+
+    :raises UploadFailed: the session cannot tell (names the option).
+    """
+    from .client import ServerError, UploadFailed, upload_endpoint
+
+    default = 8.0
+    if not args.resume or args.protocol != "native":
+        return default
+    import httpx
+
+    endpoint = upload_endpoint(args.url, "native").rstrip("/")
+    url = f"{endpoint}/{args.resume}"
+    response = httpx.get(url, headers=headers, timeout=30)
+    if response.status_code != 200:
+        raise ServerError(response.status_code, _json_or_none(response), url)
+    status = response.json()
+    received, contiguous = int(status.get("received", 0)), int(status.get("contiguous", 0))
+    held = int(status.get("bytes", 0))
+    if received == 0:
+        return default
+    if contiguous == received and held == size:
+        return -(-size // received) / (1 << 20)
+    if contiguous == received and held % received == 0 and held < size:
+        return held // received / (1 << 20)
+    raise UploadFailed(
+        f"cannot tell the segment size of upload {args.resume} from its session"
+        " (segments missing in between): pass the --segment-size it started with",
+        args.resume,
+    )
+
+
+def _json_or_none(response: Any) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 def _listen(args: argparse.Namespace, headers: dict[str, str]) -> int:

@@ -172,7 +172,7 @@ def _retryable(response: httpx.Response) -> bool:
     return response.status_code in _RETRYABLE_STATUS
 
 
-def _endpoint(url: str, protocol: str) -> str:
+def upload_endpoint(url: str, protocol: str) -> str:
     """*url* as the protocol's endpoint: a bare prefix such as
     ``http://host/streaming`` gets ``/uploads`` or ``/tus/`` appended."""
     parts = urlsplit(url)
@@ -186,6 +186,9 @@ def _endpoint(url: str, protocol: str) -> str:
     else:
         path += "/"
     return urlunsplit(parts._replace(path=path))
+
+
+_endpoint = upload_endpoint  # the name tests used before it was public
 
 
 def _checksum(data: bytes) -> str:
@@ -291,8 +294,8 @@ def upload(
         job.on_progress = bar.set
         try:
             if protocol == "native":
-                return job.native(_endpoint(url, "native"), resume)
-            return job.tus(_endpoint(url, "tus"), resume)
+                return job.native(upload_endpoint(url, "native"), resume)
+            return job.tus(upload_endpoint(url, "tus"), resume)
         except KeyboardInterrupt as exc:
             # Ctrl-C: say what continues the upload (None: nothing created yet).
             exc.resume = job.resume  # type: ignore[attr-defined]

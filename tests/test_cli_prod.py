@@ -62,8 +62,9 @@ def test_listen_on_a_non_event_stream_says_why(server: GunicornServer) -> None:
     assert "text/event-stream" in rv.stderr
 
 
+@pytest.mark.parametrize("alone", [False, True], ids=["printed-command", "resume-id-alone"])
 def test_ctrl_c_prints_the_id_and_a_resume_command_that_works(
-    server: GunicornServer, tmp_path: Path
+    server: GunicornServer, tmp_path: Path, alone: bool
 ) -> None:
     path = tmp_path / "data.bin"
     data = bytes(range(256)) * 40  # 10240 bytes: 10 segments of 1 KiB
@@ -93,6 +94,11 @@ def test_ctrl_c_prints_the_id_and_a_resume_command_that_works(
     command = shlex.split(line.removeprefix("resume with: "))
     assert command[:3] == ["python", "-m", "flask_streaming"]
     assert "--segment-size" in command and "--header" in command and "--metadata" in command
+    if alone:
+        # Only the file, the URL and the id: the session tells the segment size.
+        sid = command[command.index("--resume") + 1]
+        command = ["python", "-m", "flask_streaming", "upload", str(path),
+                   server.url + "/streaming", "--no-progress", "--resume", sid]  # fmt: skip
     rv = subprocess.run(
         [sys.executable, *command[1:]], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
