@@ -65,6 +65,8 @@ def test_every_page_fits_and_loads_everything(
         page.press("#name", "Enter")
         page.wait_for_function("window.chatRoom === 'general'")
         assert fits(page), f"the chat is wider than {width} px"
+        time.sleep(0.3)
+        assert "no longer available" not in page.inner_text("#messages")  # nothing was lost
         page.screenshot(path=str(tmp_path / f"{size}-chat-signed-in.png"), full_page=True)
         assert failed == []
         icon = page.request.get(server.url + "/favicon.ico")
