@@ -37,7 +37,6 @@ from flask import Flask
 
 from ..errors import (
     BadRequest,
-    Conflict,
     Forbidden,
     Gone,
     NotFound,
@@ -49,15 +48,12 @@ from ..errors import (
 from ..settings import Settings
 from ..signals import (
     hook_finished,
-    segment_received,
     upload_aborted,
-    upload_completed,
     upload_created,
     upload_expired,
     upload_removed,
 )
-from . import delivery, ranges
-from .bodies import parse_checksum, read_body, same_bytes
+from . import delivery, native, ranges
 from .delivery import Pending
 from .json_body import MAX_JSON_DEPTH, check_value_depth
 from .results import (
@@ -67,9 +63,8 @@ from .results import (
     SegmentResult,
     merge_results,
 )
-from .segments import Segment
 from .sessions import COMPLETED, OPEN, UploadSession, new_session_id, valid_session_id
-from .storage import Staging, Storage
+from .storage import Storage
 from .transaction import Transaction
 
 #: ``fn(action, session) -> bool``; actions: ``create`` (session ``None``),
@@ -94,8 +89,6 @@ ORPHAN_GRACE = 300.0
 
 #: How often (s) a worker sweeps expired sessions while creating new ones.
 SWEEP_INTERVAL = 60.0
-
-_MAX_MISSING_LISTED = 1000
 
 
 class UploadService:
@@ -216,14 +209,6 @@ class UploadService:
         upload (its protocol, kind, offset or state) but that it exists."""
         session = self.get(session_id)
         self.authorize(action, session)
-        return session
-
-    def _native(self, session_id: str, action: str) -> UploadSession:
-        """:meth:`authorized` for segment operations: a tus upload (offset
-        ranges) takes no numbered segments, so it is unknown here (404)."""
-        session = self.authorized(session_id, action)
-        if session.protocol != "native":
-            raise NotFound("unknown upload session", code="unknown_session")
         return session
 
     def _expire(self, session: UploadSession) -> None:
@@ -352,16 +337,7 @@ class UploadService:
         return session
 
     # -- segments --------------------------------------------------------
-    def _segment(self, session_id: str, record: dict[str, Any]) -> Segment:
-        return Segment(
-            session_id=session_id,
-            index=record["index"],
-            offset=record["offset"],
-            size=record["size"],
-            checksum=record.get("checksum"),
-            opener=lambda: self.storage.open_segment(session_id, record),
-        )
-
+    # -- native segments (see .native) ---------------------------------------
     def append_segment(
         self,
         session_id: str,
@@ -372,201 +348,17 @@ class UploadService:
         checksum: str | None = None,
         done: bool = False,
     ) -> SegmentResult | CompletionResult:
-        """Receive segment *index* of a native session from *body*, then, when
-        *done*, complete the upload with segments ``0..index``; an empty done
-        body completes with ``0..index-1`` (returns the completion only).
-
-        Sends ``segment-received`` once per accepted segment; an identical
-        retry returns the stored results (``duplicate``).
-        """
-        s = self.settings
-        if index < 0 or index >= s.max_segments:
-            raise BadRequest(
-                f"segment number must be 0..{s.max_segments - 1}",
-                code="bad_segment",
-                limit=s.max_segments,
-            )
-        if content_length is not None and content_length > s.max_segment_size:
-            raise PayloadTooLarge(
-                "the segment is larger than allowed",
-                code="segment_too_large",
-                limit=s.max_segment_size,
-            )
-        algorithm, expected = parse_checksum(checksum) if checksum else (None, None)
-        # 1. load once, unlocked: authorize first, then check (nothing told before)
-        session = self._native(session_id, "append")
-        if done:
-            self.authorize("complete", session)
-        if (
-            session.state == OPEN
-            and s.max_upload_size is not None
-            and (session.offset + (content_length or 0) > s.max_upload_size)
-        ):
-            raise PayloadTooLarge("the upload is larger than allowed", limit=s.max_upload_size)
-        offset = (
-            session.prefix_end if session.state == OPEN and index == session.contiguous else None
-        )
-        # 2. the body into staging, without the session lock
-        try:
-            staging = self.storage.stage(session_id, offset)
-        except FileNotFoundError:  # removed meanwhile (aborted or expired)
-            raise NotFound("unknown upload session", code="unknown_session") from None
-        try:
-            digest = read_body(body, staging, content_length, s.max_segment_size, algorithm)
-            staging.close()
-            if done and staging.size == 0:  # svelte-stream's done: segments 0..index-1
-                staging.release()
-                return self._complete(session_id, index)
-            if expected is not None and digest != expected:
-                raise BadRequest(
-                    f"the segment's {algorithm} does not match; it was discarded",
-                    code="checksum_mismatch",
-                    segment=index,
-                )
-            # 3. one short transaction: the segment (and the completion)
-            with self.transaction(session_id) as tx:
-                result = self._commit_segment(tx, index, staging, checksum)
-                if done:
-                    result.completion = self._complete_in(tx, index + 1)
-                if not result.duplicate or result.completion is not None:
-                    tx.commit()
-        finally:
-            staging.release()
-        # 4. post-commit signals were sent on leaving the transaction
-        return result
-
-    def _commit_segment(
-        self, tx: Transaction, index: int, staging: Staging, checksum: str | None
-    ) -> SegmentResult:
-        """In *tx*: check segment *index* against the record and commit it
-        (a duplicate of a stored one: its stored results, nothing changes)."""
-        s = self.settings
-        session, session_id = tx.session, tx.session_id
-        record = self.storage.load_segment(session_id, index)
-        if record is not None:
-            if record["size"] == staging.size and same_bytes(
-                staging.open(), self.storage.open_segment(session_id, record)
-            ):
-                segment = self._segment(session_id, record)
-                return SegmentResult(session, segment, record["results"], duplicate=True)
-            raise Conflict(
-                f"segment {index} was already received with different bytes",
-                code="segment_conflict",
-                segment=index,
-            )
-        if session.state != OPEN:
-            raise Conflict("the upload is already complete", code="upload_completed")
-        if s.max_upload_size is not None and session.offset + staging.size > s.max_upload_size:
-            raise PayloadTooLarge("the upload is larger than allowed", limit=s.max_upload_size)
-        in_order = index == session.contiguous
-        if staging.in_place and not (in_order and staging.offset == session.prefix_end):
-            raise Conflict("the session changed while receiving; send again", code="retry")
-        location = self.storage.place_segment(session_id, index, staging)
-        record = {
-            "index": index,
-            "offset": session.prefix_end if in_order else None,
-            "size": staging.size,
-            "location": location,
-            "checksum": checksum,
-            "received_at": time.time(),
-            "results": {},
-        }
-        segment = self._segment(session_id, record)
-        try:
-            results = self.send_hook(
-                segment_received, "segment-received", session=session, segment=segment
-            )
-        except BaseException:
-            self.storage.drop_segment(session_id, index, location)
-            raise
-        record["results"] = results
-        self.storage.save_segment(session_id, record)
-        session.received += 1
-        session.offset += staging.size
-        session.max_index = max(session.max_index, index)
-        session.updated_at = time.time()
-        if in_order:
-            session.prefix_end += staging.size
-            session.contiguous += 1
-            load = self.storage.load_segment
-            while (nxt := load(session_id, session.contiguous)) is not None:
-                session.prefix_end += nxt["size"]
-                session.contiguous += 1
-        tx.post("segment-committed", segment)
-        return SegmentResult(session, segment, results)
+        """Receive segment *index* of a native session from *body*; see
+        :func:`.native.append_segment`."""
+        return native.append_segment(
+            self, session_id, index, body, content_length=content_length, checksum=checksum,
+            done=done,
+        )  # fmt: skip
 
     def complete(self, session_id: str, count: int) -> CompletionResult:
-        """Assemble segments ``0..count-1`` and send ``upload-completed``.
-
-        :raises Conflict: segments missing (listed in ``missing``) or beyond
-            the end; the client sends them (or not) and completes again.
-        """
-        if count < 0 or count > self.settings.max_segments:
-            raise BadRequest("bad segment count", code="bad_segment")
-        self._native(session_id, "complete")
-        return self._complete(session_id, count)
-
-    def _complete(self, session_id: str, count: int) -> CompletionResult:
-        with self.transaction(session_id) as tx:
-            result = self._complete_in(tx, count)
-            if not result.duplicate:
-                tx.commit()
-        return result
-
-    def _complete_in(self, tx: Transaction, count: int) -> CompletionResult:
-        """In *tx*: complete the native session with segments ``0..count-1``."""
-        session, session_id = tx.session, tx.session_id
-        if session.state == COMPLETED:
-            if session.segments == count:
-                return CompletionResult(session, session.results, duplicate=True)
-            raise Conflict(
-                f"the upload was completed with {session.segments} segments",
-                code="upload_completed",
-                segments=session.segments,
-            )
-        records = self.storage.segment_records(session_id)
-        present = {r["index"] for r in records}
-        missing = [i for i in range(count) if i not in present]
-        if missing:
-            raise Conflict(
-                f"{len(missing)} segment(s) missing; send them and complete again",
-                code="missing_segments",
-                missing=missing[:_MAX_MISSING_LISTED],
-                segments=count,
-            )
-        beyond = sorted(i for i in present if i >= count)
-        if beyond:
-            raise Conflict(
-                "segments were received beyond the end",
-                code="segments_beyond_end",
-                beyond=beyond[:_MAX_MISSING_LISTED],
-                segments=count,
-            )
-        total = 0
-        for r in records:
-            r["offset"] = total
-            total += r["size"]
-        if session.length is not None and total != session.length:
-            raise Conflict(
-                f"received {total} bytes, announced {session.length}",
-                code="size_mismatch",
-                size=total,
-                length=session.length,
-            )
-        self.storage.assemble(session_id, records, total)
-        session.segments = count
-        session.offset = total
-        results = self.send_hook(upload_completed, "upload-completed", session=session)
-        for r in records:
-            if r["location"] == "file":
-                r["location"] = "data"
-                self.storage.save_segment(session_id, r)
-        session.state = COMPLETED
-        session.results = results
-        session.completed_at = session.updated_at = time.time()
-        tx.post("upload-committed")
-        self.storage.drop_segment_bodies(session_id)
-        return CompletionResult(session, results)
+        """Complete a native session with segments ``0..count-1``; see
+        :func:`.native.complete`."""
+        return native.complete(self, session_id, count)
 
     # -- offset ranges (tus) ---------------------------------------------
     def append_range(
