@@ -123,16 +123,18 @@ def test_a_partial_serves_one_final_upload_once(
         status, _, body = final(port, "alice", [part] * 200)
         assert status == 400 and error(body) == "partial_listed_twice"
     assert len(session_dirs(tmp_path)) == 1
-    status, _, body = final(port, "alice", [part])
+    status, h, body = final(port, "alice", [part])
     assert status == 201, body
-    for urls in ([part], [part, part]):  # a second final upload, in any form
+    other = tus_create(port, "alice", 0, partial=True)
+    for urls in ([part, other], [other, part], [part, part]):  # a second final upload
         status, _, body = final(port, "alice", urls)
         assert status in (400, 409) and error(body) in ("partial_used", "partial_listed_twice")
-    status, _, body = final(port, "alice", [part])
-    assert status == 409 and error(body) == "partial_used"
+    for _ in range(25):  # the same request again: the same final upload, nothing stored
+        status, again, body = final(port, "alice", [part])
+        assert status == 201 and again["Location"] == h["Location"], body
     # What is stored: the partial and the one final upload made of it.
     assert stored_bytes(tmp_path) == 2 * len(data)
-    assert len(session_dirs(tmp_path)) == 2
+    assert len(session_dirs(tmp_path)) == 3  # with the empty partial
 
 
 def test_a_final_waiting_for_its_partial_claims_it_too(
@@ -142,8 +144,11 @@ def test_a_final_waiting_for_its_partial_claims_it_too(
     part = tus_create(port, "alice", 5, partial=True)
     status, h, _ = final(port, "alice", [part])  # concatenation-unfinished
     assert status == 201
-    status, _, body = final(port, "alice", [part])
+    other = tus_create(port, "alice", 0, partial=True)
+    status, _, body = final(port, "alice", [other, part])
     assert status == 409 and error(body) == "partial_used"
+    status, again, _ = final(port, "alice", [part])  # a repeat: the same one
+    assert status == 201 and again["Location"] == h["Location"]
     assert tus_patch(port, "alice", part, 0, b"hello")[0] == 204
     status, h, _ = call(port, "HEAD", path_of(h["Location"]), headers={"X-User": "a"})
     assert status == 200 and h["Upload-Offset"] == "5"
@@ -399,20 +404,26 @@ def test_finals_racing_for_one_partial_one_wins(
         part = tus_create(port, "alice", 4, partial=True)
         assert tus_patch(port, "alice", part, 0, b"abcd")[0] == 204
         barrier = threading.Barrier(12)
-        results: list[int] = []
+        results: list[tuple[int, str | None]] = []
 
         def race(
-            part: str = part, barrier: threading.Barrier = barrier, results: list[int] = results
+            part: str = part,
+            barrier: threading.Barrier = barrier,
+            results: list[tuple[int, str | None]] = results,
         ) -> None:
             barrier.wait(10)
-            results.append(final(port, "alice", [part])[0])
+            status, h, _ = final(port, "alice", [part])
+            results.append((status, h.get("Location")))
 
         threads = [threading.Thread(target=race) for _ in range(12)]
         for t in threads:
             t.start()
         for t in threads:
             t.join(60)
-        assert sorted(results) == [201] + [409] * 11, results
+        # One final upload: the winner, and the same request repeated after
+        # it (201, same Location); those that lost the claim race: 409.
+        assert len(results) == 12 and {s for s, _ in results} <= {201, 409}, results
+        assert len({loc for s, loc in results if s == 201}) == 1, results
         wins += 1
     assert wins == 3
     assert stored_bytes(tmp_path) == 3 * 2 * 4

@@ -18,8 +18,11 @@ from tests.test_security_live import (
     TUS,
     call,
     error,
+    final,
+    path_of,
     serve,
     store,
+    stored_bytes,
     tus_create,
     tus_patch,
 )
@@ -111,3 +114,36 @@ def test_end_streams_with_one_channel_name(
     finally:
         news.close()
         other.close()
+
+
+def test_a_repeated_final_request_answers_the_same_final_upload(
+    live_server: Callable[..., GunicornServer], tmp_path: Path
+) -> None:
+    """A client whose ``201`` was lost (a proxy that timed out while a big
+    final upload was assembled) retries the same ``POST`` — tus-js-client
+    does, and retries ``409`` until it gives up: the retry was ``409
+    partial_used`` for good, although the server held the whole file. The
+    same partials in the same order now answer the same final upload,
+    storing nothing new; any other list is still ``409``."""
+    port = serve(live_server).port
+    a, b, c = (tus_create(port, "alice", 4, partial=True) for _ in range(3))
+    for url, data in ((a, b"aaaa"), (b, b"bbbb"), (c, b"cccc")):
+        assert tus_patch(port, "alice", url, 0, data)[0] == 204
+    status, h, _ = final(port, "alice", [a, b])
+    assert status == 201
+    first = path_of(h["Location"])
+    for _ in range(3):  # the retries (absolute URLs too, as tus-js-client resolves them)
+        status, h, body = final(port, "alice", [f"http://127.0.0.1:{port}{a}", b])
+        assert status == 201 and path_of(h["Location"]) == first, body
+    assert stored_bytes(tmp_path) == 3 * 4 + 8
+    for urls in ([b, a], [a], [a, b, c], [c, a, b]):  # not a repeat
+        status, _, body = final(port, "alice", urls)
+        assert status == 409 and error(body) == "partial_used", (urls, body)
+    status, _, body = call(port, "GET", first, headers={"X-User": "alice"})
+    assert status == 200 and body == b"aaaabbbb"
+    status, _, body = final(port, "bob", [a, b])  # a repeat still needs read on each part
+    assert status == 403
+    assert call(port, "DELETE", first, headers={"X-User": "alice"})[0] == 204
+    status, _, body = final(port, "alice", [a, b])  # that final upload is gone
+    assert status == 409 and error(body) == "partial_used"
+    assert final(port, "alice", [c])[0] == 201  # c was never claimed by the refusals

@@ -14,8 +14,9 @@ waiting finals in ``finals``), or a ``HEAD`` of the final upload. Both run
 in a transaction on the final upload, so exactly one assembles it. A partial
 serves one final upload only (``used_by``): listing it twice, or in a second
 final upload, is refused, so that a few small requests cannot make the
-server store many copies of the same bytes. Partials are kept like any
-finished upload.
+server store many copies of the same bytes; repeating the request that
+created a final upload (the same partials in the same order) answers that
+final upload again. Partials are kept like any finished upload.
 
 Everything here goes through the service's public interface
 (:class:`~.core.UploadCore`): :meth:`authorized`, :meth:`transaction`,
@@ -59,10 +60,22 @@ def create_final(
         listed twice (``partial_listed_twice``).
     :raises Forbidden: the authorization hook denies ``read`` on a part.
     :raises Conflict: a part is already used by another final upload
-        (``partial_used``).
+        (``partial_used``). A repeat of the request that created a final
+        upload (the same parts, in the same order) returns that final
+        upload instead, storing nothing: a client whose ``201`` was lost
+        can retry.
     :raises PayloadTooLarge: the parts add up to more than the upload limit.
     """
     parts = _readable_parts(service, part_ids)
+    used = {p.used_by for p in parts}
+    if used != {None}:
+        again = _same_final(service, used, part_ids)
+        if again is None:
+            raise Conflict(
+                "a partial upload listed is already part of a final upload", code="partial_used"
+            )
+        service.authorize("create", None)
+        return try_finish(service, again.id)
     lengths = [p.length for p in parts]
     length = None if any(n is None for n in lengths) else sum(n for n in lengths if n)
     limit = service.settings.max_upload_size
@@ -111,13 +124,26 @@ def _readable_parts(service: UploadCore, part_ids: list[str]) -> list[UploadSess
         service.authorize("read", part)
         if part.protocol != "tus" or part.concat != PARTIAL:
             raise BadRequest(f"upload {part_id!r} is not a partial upload", code="not_partial")
-        if part.used_by:
-            raise Conflict(
-                f"partial upload {part_id!r} is already part of a final upload",
-                code="partial_used",
-            )
         parts.append(part)
     return parts
+
+
+def _same_final(
+    service: UploadCore, used: set[str | None], part_ids: list[str]
+) -> UploadSession | None:
+    """The final upload that already holds exactly *part_ids*, in this
+    order, when a request repeats the one that created it: a client whose
+    ``201`` was lost (say, a proxy timed out while a big final upload was
+    assembled) retries the same ``POST`` — tus-js-client does. Nothing new
+    is stored. ``None`` when a part is free, used by another final upload,
+    or that final upload is gone."""
+    if len(used) != 1 or None in used:
+        return None
+    (final_id,) = used
+    final = service.storage.load(final_id) if final_id else None
+    if final is None or not is_final(final) or list(final.parts) != part_ids:
+        return None
+    return final
 
 
 def _claim_part(service: UploadCore, part_id: str, final_id: str) -> None:
