@@ -5,6 +5,7 @@ and
 * ``/settings``: the settings as the worker sees them;
 * ``POST /publish/<channel>``: a publish from the app's own view;
 * ``/failing``: an SSE stream whose generator raises after two events;
+  ``/failing-chunked``: the same as a chunked ``text/plain`` response;
 * ``/client-test``: a bare page importing the JS client as ``window.fs``;
 * ``/stats``: the broker's open connections, per-client slots and subscribers;
 * ``BODY_WRAPPER``: ``compress`` (Flask-Compress after the extension, set to
@@ -27,7 +28,7 @@ from typing import Any
 
 from flask import Flask, Response, render_template_string
 
-from flask_streaming import Streaming, sse_response
+from flask_streaming import Streaming, sse_response, stream_response
 from flask_streaming.signals import segment_received
 from flask_streaming.uploads import Segment, UploadSession
 
@@ -124,6 +125,15 @@ def create_app() -> Flask:
             raise ValueError("the source broke")
 
         return sse_response(events())
+
+    @app.get("/failing-chunked")
+    def failing_chunked() -> Response:
+        def lines() -> Iterator[str]:
+            yield "one\n"
+            yield "two\n"
+            raise ValueError("the source broke")
+
+        return stream_response(lines(), mimetype="text/plain")
 
     @app.get("/client-test")
     def client_test() -> str:
