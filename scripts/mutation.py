@@ -40,6 +40,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".mutation"
@@ -116,6 +117,45 @@ SLICES = {
         ),
     )
 }  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Equivalent:
+    """A mutant that cannot change behaviour, found by a run and checked by
+    hand: skipped from then on, and listed in docs/testing.rst."""
+
+    module: str
+    operator: str
+    #: text of the mutated source line (a substring: robust to line shifts)
+    line: str
+    reason: str
+
+
+EQUIVALENTS = (
+    Equivalent(
+        "flask_streaming/sse.py",
+        "core/ReplaceComparisonOperator_Is_Eq",
+        "if type(item) is str and",
+        "type(item) == str and type(item) is str agree for every item",
+    ),
+    Equivalent(
+        "flask_streaming/sse.py",
+        "core/NumberReplacer",
+        "return join(encoder(obj, 0))",
+        "the C encoder was made with indent=None, so the indent level is never used",
+    ),
+)
+
+
+def equivalent(m: Any, src: Path) -> Equivalent | None:
+    """The entry of :data:`EQUIVALENTS` that mutation *m* is, if any."""
+    module = str(m.module_path)
+    for eq in EQUIVALENTS:
+        if eq.module == module and eq.operator == m.operator_name:
+            lines = (src / module).read_text("utf-8").splitlines()
+            if eq.line in lines[m.start_pos[0] - 1]:
+                return eq
+    return None
 
 
 def _sources_hash(s: Slice) -> str:
@@ -243,11 +283,14 @@ def skip_annotations(session: Path, src: Path) -> int:
                     continue
                 spans = cache.setdefault(path, _annotation_spans(path))
                 start, end = tuple(m.start_pos), tuple(m.end_pos)
-                if any(a <= start and end <= b for a, b in spans):
+                eq = equivalent(m, src)
+                if eq is not None or any(a <= start and end <= b for a, b in spans):
                     db.set_result(
                         item.job_id,
                         WorkResult(
-                            output="in an annotation (never evaluated): equivalent",
+                            output=f"equivalent: {eq.reason}"
+                            if eq is not None
+                            else "in an annotation (never evaluated): equivalent",
                             test_outcome=None,
                             diff=None,
                             worker_outcome=WorkerOutcome.SKIPPED,
@@ -258,8 +301,9 @@ def skip_annotations(session: Path, src: Path) -> int:
     return skipped
 
 
-def counts(session: Path) -> dict[str, int]:
-    """Mutants killed, survived, incompetent and pending in *session*."""
+def counts(session: Path, src: Path | None = None) -> dict[str, int]:
+    """Mutants killed, survived, incompetent and pending in *session*;
+    with *src*, survivors listed in :data:`EQUIVALENTS` count as skipped."""
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome
 
@@ -271,7 +315,8 @@ def counts(session: Path) -> dict[str, int]:
             elif result.test_outcome == TestOutcome.KILLED:
                 out["killed"] += 1
             elif result.test_outcome == TestOutcome.SURVIVED:
-                out["survived"] += 1
+                known = src is not None and any(equivalent(m, src) for m in _item.mutations)
+                out["skipped" if known else "survived"] += 1
             else:
                 out["incompetent"] += 1
         out["pending"] = sum(1 for _ in db.pending_work_items)
@@ -281,7 +326,7 @@ def counts(session: Path) -> dict[str, int]:
 def report(s: Slice, folder: Path) -> str:
     """The slice's score line; survivors' diffs go to survivors.txt."""
     session = folder / "session.sqlite"
-    c = counts(session)
+    c = counts(session, folder / "src")
     tested = c["killed"] + c["survived"]
     score = f"{100 * c['killed'] / tested:.1f}%" if tested else "-"
     with open(folder / "survivors.txt", "w") as out:
@@ -292,7 +337,8 @@ def report(s: Slice, folder: Path) -> str:
     return (
         f"{s.name}: score {score} ({c['killed']} killed / {tested} tested), "
         f"{c['survived']} survived, {c['incompetent']} incompetent, "
-        f"{c['skipped']} skipped (annotations, no mutate), {c['pending']} pending; "
+        f"{c['skipped']} skipped (annotations, known equivalents, no mutate),"
+        f" {c['pending']} pending; "
         f"survivors: {folder / 'survivors.txt'}"
     )
 
@@ -308,6 +354,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report", action="store_true", help="only print the score so far")
     p.add_argument("--fresh", action="store_true", help="start the slice's session over")
     p.add_argument("--count", action="store_true", help="only create the session, count mutants")
+    p.add_argument(
+        "--retest-survivors",
+        action="store_true",
+        help="test the survivors again (after adding tests that should kill them)",
+    )
     args = p.parse_args(argv)
     if args.list or not args.slice:
         for s in SLICES.values():
@@ -319,6 +370,12 @@ def main(argv: list[str] | None = None) -> int:
         print(report(s, WORK / s.name))
         return 0
     folder = prepare(s, fresh=args.fresh)
+    if args.retest_survivors:
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(folder / "session.sqlite")) as db, db:
+            n = db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'").rowcount
+        print(f"{s.name}: {n} survivors pending again")
     if args.count:
         print(f"{s.name}: {counts(folder / 'session.sqlite')}")
         return 0
