@@ -40,6 +40,10 @@ def apply_cors(settings: Settings, response: Response) -> Response:
         response.vary.add("Origin")
     if not origin or not allowed or ("*" not in allowed and origin.rstrip("/") not in allowed):
         return response
+    if "*" in allowed and settings.cors_credentials:
+        # Refused at start (settings.py); never reflect an unlisted origin
+        # with credentials even for Settings made by hand.
+        return response
     h = response.headers
     h["Access-Control-Allow-Origin"] = "*" if wildcard else origin
     if settings.cors_credentials:

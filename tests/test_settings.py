@@ -152,6 +152,19 @@ def test_wildcard_origin_with_credentials_is_refused(tmp_path: Path) -> None:
     make_app(tmp_path, {"STREAMING_CORS_ORIGINS": "*"})
 
 
+def test_wildcard_with_credentials_never_reflects_an_origin() -> None:
+    from flask import Response
+
+    from flask_streaming.views import apply_cors
+
+    app = Flask("cors")
+    settings = Settings(cors_origins=("*",), cors_credentials=True)  # made by hand
+    with app.test_request_context("/", headers={"Origin": "https://evil.test"}):
+        response = apply_cors(settings, Response())
+    assert "Access-Control-Allow-Origin" not in response.headers
+    assert "Access-Control-Allow-Credentials" not in response.headers
+
+
 def test_max_connections_outside_gunicorn_is_nine_tenths_of_its_default(tmp_path: Path) -> None:
     assert get_settings(make_app(tmp_path, {})).max_connections == 900
     assert Settings().max_connections == 900
