@@ -147,3 +147,40 @@ def test_a_repeated_final_request_answers_the_same_final_upload(
     status, _, body = final(port, "alice", [a, b])  # that final upload is gone
     assert status == 409 and error(body) == "partial_used"
     assert final(port, "alice", [c])[0] == 201  # c was never claimed by the refusals
+
+
+def test_a_retried_segment_near_the_upload_limit_is_a_duplicate(
+    live_server: Callable[..., GunicornServer], tmp_path: Path
+) -> None:
+    """A native segment sent again (its response was lost) once the session
+    held close to ``STREAMING_MAX_UPLOAD_SIZE`` was ``413``, counted as new
+    bytes before being recognised as a duplicate: the client's retry failed
+    an upload the server had accepted. It is the duplicate it is (and one
+    with other bytes is ``409 segment_conflict``, not ``413``)."""
+    port = serve(live_server, STREAMING_MAX_UPLOAD_SIZE=1000).port
+    created = json.dumps({"size": 1000, "metadata": {"owner": "alice"}}).encode()
+    status, _, body = call(
+        port, "POST", "/streaming/uploads", created,
+        {"X-User": "alice", "Content-Type": "application/json"}, tus=False,
+    )  # fmt: skip
+    assert status == 201, body
+    url = json.loads(body)["url"]
+
+    def segment(index: int, data: bytes, done: str = "false") -> tuple[int, dict[str, object]]:
+        headers = {"X-User": "alice", "X-Stream-Segment": str(index), "X-Stream-Done": done}
+        status, _, body = call(port, "POST", url, data, headers, tus=False)
+        return status, json.loads(body)
+
+    for index, data, duplicate in (
+        (0, b"a" * 600, False),
+        (0, b"a" * 600, True),  # the retry: 600 + 600 > 1000, yet nothing new
+        (1, b"b" * 400, False),
+        (1, b"b" * 400, True),
+        (0, b"a" * 600, True),
+    ):
+        status, got = segment(index, data)
+        assert status == 200 and got["duplicate"] is duplicate, (index, got)
+    status, got = segment(0, b"c" * 600)
+    assert status == 409 and got["error"] == "segment_conflict", got
+    status, got = segment(2, b"", "true")
+    assert status == 200 and got["size"] == 1000, got

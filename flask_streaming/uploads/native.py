@@ -94,6 +94,7 @@ def append_segment(
         session.state == OPEN
         and s.max_upload_size is not None
         and (session.offset + (content_length or 0) > s.max_upload_size)
+        and core.storage.load_segment(session_id, index) is None  # a retry adds nothing
     ):
         raise PayloadTooLarge("the upload is larger than allowed", limit=s.max_upload_size)
     offset = session.prefix_end if session.state == OPEN and index == session.contiguous else None
