@@ -234,7 +234,7 @@ class Streaming:
         app.after_request_funcs.setdefault(None, []).insert(0, keep_event_streams_raw)
         if BrokerUnavailable not in app.error_handler_spec[None][None]:
             # A publish from any view of the app: JSON 503 + Retry-After,
-            # not an HTML 500 (an app's own handler, set before, wins).
+            # not an HTML 500 (a handler of the app's own, set before or after, wins).
             app.register_error_handler(BrokerUnavailable, _broker_unavailable)
         if settings.metrics:
             from .metrics import install, metrics_view
