@@ -30,6 +30,9 @@ SSE_SCENARIOS = {
     "client resumes by Last-Event-ID, no event lost or repeated",
     "channel": "a channel subscription (/streaming/events/<channel>): events with the "
     "``channel:`` field arrive intact, in order, across 1 s pauses of heartbeats",
+    "channel-restart": "a channel through Redis while another process publishes every 0.1 s: "
+    "the server stopped (SIGTERM) for 2 s and started again; the client resumes by "
+    "Last-Event-ID from the broker's history, no event lost or repeated",
     "idle": "heartbeats every 0.2 s, 1.5 s idle after an id: no phantom event",
 }
 #: Upload scenarios.

@@ -12,7 +12,9 @@ The cells and the table they prove are in ``matrix.py``.
 from __future__ import annotations
 
 import json
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,7 @@ from tests.interop.clients import (
     SseclientPy,
     SveltekitSSE,
 )
-from tests.interop.conftest import PING, RETRY_MS, require_npm_clients
+from tests.interop.conftest import APP, PING, RETRY_MS, require_npm_clients
 
 pytestmark = [pytest.mark.live]
 
@@ -71,9 +73,9 @@ def cells(scenario: str) -> list[Any]:
 
 @pytest.fixture
 def make_client(
-    request: pytest.FixtureRequest, interop_server: GunicornServer
+    request: pytest.FixtureRequest, live_server: Callable[..., GunicornServer]
 ) -> Iterator[Callable[[str], SSEClient]]:
-    """Clients stop before the server (this fixture depends on it)."""
+    """Clients stop before the servers (this fixture depends on their factory)."""
     started: list[SSEClient] = []
 
     def make(name: str) -> SSEClient:
@@ -187,6 +189,52 @@ def test_channel_events_with_the_channel_field(
     assert ns == list(range(ns[0], ns[0] + len(ns))), ns
     ids = [e.id for e in ticks(got)]
     assert all(ids) and len(set(ids)) == len(ids), ids
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("name", cells("channel-restart"))
+def test_channel_resume_across_a_server_restart_with_redis(
+    name: str, make_client: Callable[[str], SSEClient], live_server: Callable[..., GunicornServer],
+    redis_server: Any, bundles: Any,
+) -> None:  # fmt: skip
+    from flask_streaming.brokers.redis import RedisPublisher
+
+    prefix = f"interop-{uuid.uuid4().hex[:8]}"
+    config = {"STREAMING_BROKER_URL": redis_server.url, "STREAMING_REDIS_PREFIX": prefix}
+    env = {
+        "RETRY": str(RETRY_MS), "PING": str(PING), "INTEROP_BUNDLES": str(bundles),
+        "TUS_APP_CONFIG": json.dumps(config),
+    }  # fmt: skip
+    server = live_server(APP, env=env)
+    publisher = RedisPublisher(redis_server.url, prefix=prefix)
+    stop = threading.Event()
+
+    def publish() -> None:  # another process's role: it keeps publishing all along
+        n = 0
+        while not stop.is_set():
+            n += 1
+            publisher.publish("feed", {"n": n}, event="tick")
+            stop.wait(0.1)
+
+    thread = threading.Thread(target=publish, daemon=True)
+    thread.start()
+    try:
+        client = make_client(name)
+        client.start(server.url + "/streaming/events/feed")
+        wait_for(client, lambda g: len(ticks(g)) >= 5, 20, "5 channel events")
+        server.stop()
+        time.sleep(DOWNTIME)  # events published meanwhile must be replayed
+        before = len(ticks(client.received()))
+        server.start()
+        got = wait_for(
+            client, lambda g: len(ticks(g)) >= before + 30, 40, "30 events after the restart"
+        )
+    finally:
+        stop.set()
+        thread.join(5)
+    check_no_phantoms(got)
+    ns = [json.loads(e.data)["n"] for e in ticks(got)]
+    assert ns == list(range(ns[0], ns[0] + len(ns))), f"lost or repeated: {ns}"
 
 
 @pytest.mark.parametrize("name", cells("idle"))
