@@ -95,6 +95,15 @@ def test_app_handler_for_broker_unavailable_wins(tmp_path: Path) -> None:
         return streaming.publish("room", 1)
 
     assert app.test_client().post("/p").data == b"later"
+    # ... and one set after init_app too.
+    app, _ = make_app(tmp_path)
+    app.register_error_handler(BrokerUnavailable, lambda exc: ("after", 503))
+
+    @app.post("/q")
+    def q() -> str:
+        raise BrokerUnavailable()
+
+    assert app.test_client().post("/q").data == b"after"
 
 
 def test_publish_after_redis_stopped(tmp_path: Path, redis_factory: Callable[..., Any]) -> None:
