@@ -125,10 +125,20 @@ class StreamRegistry:
         return len(ended)
 
     def on_control(self, message: dict[str, Any]) -> None:
-        """Handle a broker control message (unknown ones are ignored)."""
+        """Handle a broker control message (unknown ones are ignored):
+        ``channels`` is ``None``, a list of names or one name; anything else
+        is ignored with a warning (other senders write this channel too)."""
         if message.get("op") == END_STREAMS:
             channels = message.get("channels")
             user = message.get("user")
+            if isinstance(channels, str):  # one channel, from a sender other than ours
+                channels = [channels]
+            if not (
+                channels is None
+                or (isinstance(channels, list) and all(isinstance(c, str) for c in channels))
+            ):
+                logger.warning("flask_streaming: ignored an end_streams with channels %r", channels)
+                return
             if channels is None and user is None:
                 return
             self.end(channels, None if user is None else str(user))

@@ -10,6 +10,7 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -184,3 +185,34 @@ def test_a_retried_segment_near_the_upload_limit_is_a_duplicate(
     assert status == 409 and got["error"] == "segment_conflict", got
     status, got = segment(2, b"", "true")
     assert status == 200 and got["size"] == 1000, got
+
+
+def test_control_messages_from_other_senders_are_read_safely(
+    live_server: Callable[..., GunicornServer], redis_server: Any, tmp_path: Path
+) -> None:
+    """The control channel is plain JSON on Redis pub/sub, so senders other
+    than RedisPublisher (another language, redis-cli) write it too. One
+    channel name as a string ended nothing (read letter by letter), and a
+    ``channels`` that is not a list made the worker's one Redis listener
+    fail and reconnect (a traceback per message). Now: a string is one
+    channel, anything else is ignored with a warning, and the listener
+    goes on delivering events."""
+    import redis
+
+    prefix = tmp_path.name
+    config = {"STREAMING_BROKER_URL": redis_server.url, "STREAMING_REDIS_PREFIX": prefix}
+    port = serve(live_server, **config).port
+    news = _open_stream(port, "bob", "news")
+    try:
+        time.sleep(0.5)
+        r = redis.Redis.from_url(redis_server.url)
+        for bad in (5, {"a": 1}, [1, ["x"]]):
+            r.publish(f"{prefix}:control", json.dumps({"op": "end_streams", "channels": bad}))
+        assert not _ended(news, 1)
+        r.publish(f"{prefix}:control", json.dumps({"op": "end_streams", "channels": "news"}))
+        assert _ended(news, 10)
+        r.close()
+    finally:
+        news.close()
+    log = (tmp_path / "server.log").read_text()
+    assert "Traceback" not in log and "listener failed" not in log, log[-2000:]
