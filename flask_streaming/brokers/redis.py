@@ -135,8 +135,15 @@ return {gen, seq}
 
 _BOOT = """
 local h = redis.call('HMGET', KEYS[1], 'run', 'gen')
-if h[1] == ARGV[1] then
+if h[1] == ARGV[1] and h[2] then
   return h[2]
+end
+if ARGV[1] == '' then
+  -- INFO is disabled: restarts cannot be told; only make a generation
+  if not h[2] then
+    redis.call('HSET', KEYS[1], 'gen', ARGV[3])
+  end
+  return redis.call('HGET', KEYS[1], 'gen')
 end
 if not h[2] or (h[1] and ARGV[2] ~= '1') then
   redis.call('HSET', KEYS[1], 'gen', ARGV[3])
@@ -214,14 +221,15 @@ class RedisPublisher:
         """Every new connection: has Redis restarted, and may it have lost
         writes? Then a new generation starts (see the module docstring)."""
         conn.on_connect()
-        conn.send_command("INFO", "server")
-        info = conn.read_response()
-        if isinstance(info, bytes):
-            info = info.decode("utf-8", "replace")
         run_id = ""
-        for line in str(info).splitlines():
-            if line.startswith("run_id:"):
-                run_id = line[7:].strip()
+        with contextlib.suppress(redis.ResponseError):  # INFO may be disabled
+            conn.send_command("INFO", "server")
+            info = conn.read_response()
+            if isinstance(info, bytes):
+                info = info.decode("utf-8", "replace")
+            for line in str(info).splitlines():
+                if line.startswith("run_id:"):
+                    run_id = line[7:].strip()
         durable = False
         with contextlib.suppress(redis.ResponseError):  # CONFIG may be disabled
             conn.send_command("CONFIG", "GET", "appendonly", "appendfsync")
