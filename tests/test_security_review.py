@@ -216,3 +216,24 @@ def test_control_messages_from_other_senders_are_read_safely(
         news.close()
     log = (tmp_path / "server.log").read_text()
     assert "Traceback" not in log and "listener failed" not in log, log[-2000:]
+
+
+def test_the_configured_store_folder_may_be_a_link(
+    live_server: Callable[..., GunicornServer], tmp_path: Path
+) -> None:
+    """``STREAMING_UPLOAD_FOLDER`` pointing at a symbolic link (a volume
+    mounted elsewhere: ``/srv/app/uploads -> /mnt/data``) made every upload
+    request ``500 storage_error`` "send again" (a transient error by its
+    code, so clients retried): the refusal of planted links also refused the
+    operator's own. The
+    configured folder is resolved once (links planted *inside* it: see
+    test_security_live and test_a_planted_acks_link_is_not_followed)."""
+    real = tmp_path / "volume"
+    real.mkdir(mode=0o700)
+    (tmp_path / "uploads").symlink_to(real)
+    port = serve(live_server, STREAMING_UPLOAD_FOLDER=str(tmp_path / "uploads")).port
+    status, _, body = call(port, "POST", "/streaming/uploads", b"", {"X-User": "a"}, tus=False)
+    assert status == 201, body
+    url = tus_create(port, "alice", 3)
+    assert tus_patch(port, "alice", url, 0, b"abc")[0] == 204
+    assert (real / url.rsplit("/", 1)[1] / "data").read_bytes() == b"abc"

@@ -267,7 +267,9 @@ class FileStorage:
     """
 
     def __init__(self, folder: str, *, lock_timeout: float = 30.0, fsync: bool = False) -> None:
-        self.folder = os.path.abspath(folder)
+        # The operator's own link (a volume mounted elsewhere) is resolved once;
+        # links planted inside the store are never followed.
+        self.folder = os.path.realpath(folder)
         self.lock_timeout = lock_timeout
         self.fsync = fsync
         make_private_dir(self.folder)
