@@ -237,3 +237,50 @@ def test_the_configured_store_folder_may_be_a_link(
     url = tus_create(port, "alice", 3)
     assert tus_patch(port, "alice", url, 0, b"abc")[0] == 204
     assert (real / url.rsplit("/", 1)[1] / "data").read_bytes() == b"abc"
+
+
+@pytest.mark.browser
+def test_tus_js_client_retries_a_final_upload_whose_201_was_lost(
+    live_server: Callable[..., GunicornServer], tmp_path: Path
+) -> None:
+    """The real tus-js-client (parallelUploads) in Debian's Chromium: the
+    first answer to its final ``POST`` is lost (its ``onAfterResponse``
+    throws once, as a dropped connection would), so it resumes its partial
+    uploads and sends the same final ``POST`` again. That retry was ``409
+    partial_used`` (retried until tus-js-client gave up, although the
+    server held the file); now it gets the same final upload."""
+    from tests.apps.tus_app import TUS_DIST
+    from tests.browser import chromium, new_page
+    from tests.test_tus_browser import MiB, check
+
+    if not (TUS_DIST / "tus.min.js").exists():
+        pytest.skip("tus-js-client is not installed in tests/js: npm ci --prefix tests/js")
+    server = live_server("tests.apps.tus_app:create_app()", workers=2)
+    size = 2 * MiB + 333
+    with chromium() as browser, new_page(browser, timeout_ms=60_000) as page:
+        page.goto(server.url + "/tus-page")
+        page.wait_for_function("typeof tus !== 'undefined' && tus.isSupported")
+        url, lost = page.evaluate(
+            """async ([seed, size]) => {
+              let finals = 0;
+              const url = await window.uploadBlob(seed, size, {
+                parallelUploads: 2,
+                chunkSize: 1048576,
+                onAfterResponse: (req, res) => {
+                  const concat = req.getHeader("Upload-Concat") || "";
+                  if (req.getMethod() === "POST" && concat.startsWith("final") && finals++ === 0) {
+                    const lost = new Error("the answer to the final upload was lost");
+                    lost.originalRequest = req;  // as tus-js-client's own network errors
+                    throw lost;
+                  }
+                },
+              });
+              return [url, finals];
+            }""",
+            [5, size],
+        )
+    assert lost == 2  # the lost answer, then the retry's
+    info, records = check(server, tmp_path, url, 5, size)
+    assert info["concat"] == "final"
+    created = [r["id"] for r in records if r["signal"] == "upload-created"]
+    assert len(created) == 3  # two partial uploads and ONE final upload
