@@ -144,6 +144,12 @@ EQUIVALENTS = (
         "return join(encoder(obj, 0))",
         "the C encoder was made with indent=None, so the indent level is never used",
     ),
+    Equivalent(
+        "flask_streaming/sse.py",
+        "core/ReplaceBinaryOperator_Mul_Div",
+        "*,",
+        "the keyword-only marker '*' made '/': every caller passes those parameters by keyword",
+    ),
 )
 
 
