@@ -20,20 +20,44 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 FAKE_MEDIA_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
 
+_driver: Any = None
+
+
+def _playwright() -> Any:
+    """The session's one Playwright driver, started on first use.
+
+    Playwright's sync API cannot nest: a second ``sync_playwright()`` while a
+    session-scoped browser holds the first fails with "using Playwright Sync
+    API inside the asyncio loop". Every launcher shares this driver instead;
+    :func:`stop_playwright` ends it when the test session ends.
+    """
+    global _driver
+    if _driver is None:
+        sync_api = pytest.importorskip("playwright.sync_api")
+        _driver = sync_api.sync_playwright().start()
+    return _driver
+
+
+def stop_playwright() -> None:
+    """Stop the shared driver (conftest calls this at the end of the session)."""
+    global _driver
+    if _driver is not None:
+        driver, _driver = _driver, None
+        driver.stop()
+
+
 @contextmanager
 def chromium(*extra_args: str) -> Iterator[Any]:
     """A launched Chromium (a Playwright ``Browser``), closed afterwards."""
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium (scripts/test does)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=[*CHROMIUM_ARGS, *extra_args]
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
+    browser = _playwright().chromium.launch(
+        executable_path=CHROMIUM, headless=True, args=[*CHROMIUM_ARGS, *extra_args]
+    )
+    try:
+        yield browser
+    finally:
+        browser.close()
 
 
 @contextmanager

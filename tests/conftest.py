@@ -103,3 +103,10 @@ def redis_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
 def pytest_report_header() -> str:
     chromium = "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else "missing"
     return f"chromium: {chromium}; redis-server: {shutil.which('redis-server') or 'missing'}"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop the one Playwright driver the browser tests shared (tests/browser.py)."""
+    from tests.browser import stop_playwright
+
+    stop_playwright()
