@@ -265,6 +265,18 @@ CASES: list[Case] = [
         source="spec: a final CR ends a line, but no blank line follows",
     ),
     Case(
+        "cr-then-control-character",
+        b"data: a\r\tdata: b\r\x00data: c\r\r",
+        (m("a"),),
+        source="spec: only an LF right after a CR joins it; a tab or NUL starts the next line",
+    ),
+    Case(
+        "long-line-crlf",
+        b"data: " + b"y" * 300 + b"\r\ndata: z\r\n\r\n",
+        (m("y" * 300 + "\nz"),),
+        source="spec: CR LF is one line end after a long line too (cut between CR and LF)",
+    ),
+    Case(
         "retry-line-alone-takes-effect",
         b"retry: 1500\n",
         (),

@@ -77,6 +77,7 @@ def model(stream: bytes, last_event_id: str = "") -> dict[str, Any]:
     lines = re.split(r"\r\n|\r|\n", text)[:-1]  # an unterminated last line is never parsed
     data, type_, id_buffer, id_string = "", "", last_event_id, last_event_id
     retry: int | None = None
+    comments = 0
     events: list[list[str]] = []
     channels: list[str | None] = []
     channel: str | None = None
@@ -93,6 +94,7 @@ def model(stream: bytes, last_event_id: str = "") -> dict[str, Any]:
             data, type_, channel = "", "", None
             continue
         if line.startswith(":"):
+            comments += 1
             continue
         if ":" in line:
             field, value = line.split(":", 1)
@@ -112,7 +114,13 @@ def model(stream: bytes, last_event_id: str = "") -> dict[str, Any]:
                 retry = int(value)
         elif field == "channel":
             channel = value
-    return {"events": events, "channels": channels, "resent": id_string, "retry": retry}
+    return {
+        "events": events,
+        "channels": channels,
+        "resent": id_string,
+        "retry": retry,
+        "comments": comments,
+    }
 
 
 def parse(chunks: list[bytes], last_event_id: str = "") -> dict[str, Any]:
@@ -126,6 +134,7 @@ def parse(chunks: list[bytes], last_event_id: str = "") -> dict[str, Any]:
         "channels": [e.channel for e in got],
         "resent": parser.last_event_id,
         "retry": parser.retry,
+        "comments": parser.comments,
     }
 
 
@@ -189,15 +198,16 @@ def random_streams(count: int, seed: int = 13) -> Iterator[tuple[bytes, list[int
 JS_PARSE = """(runs) => runs.map(({bytes, cuts}) => {
   const data = new Uint8Array(bytes);
   const got = [], channels = [];
-  let retry = null;
+  let retry = null, comments = 0;
   const p = new fs.EventStreamParser({
+    onComment: () => { comments += 1; },
     onEvent: (e) => { got.push([e.type, e.data, e.lastEventId]); channels.push(e.channel); },
     onRetry: (ms) => { retry = ms; },
   });
   let at = 0;
   for (const c of [...cuts, data.length]) { p.feed(data.subarray(at, c)); at = c; }
   p.end();
-  return {events: got, channels, resent: p.lastEventId, retry};
+  return {events: got, channels, resent: p.lastEventId, retry, comments};
 })"""
 
 
