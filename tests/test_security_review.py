@@ -284,3 +284,40 @@ def test_tus_js_client_retries_a_final_upload_whose_201_was_lost(
     assert info["concat"] == "final"
     created = [r["id"] for r in records if r["signal"] == "upload-created"]
     assert len(created) == 3  # two partial uploads and ONE final upload
+
+
+def _stream_status(port: int, forwarded_for: str | None) -> tuple[int, socket.socket]:
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    xff = f"X-Forwarded-For: {forwarded_for}\r\n" if forwarded_for else ""
+    s.sendall(f"GET /streaming/events/news HTTP/1.1\r\nHost: x\r\n{xff}\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    return int(head[9:12]), s
+
+
+@pytest.mark.parametrize("proxy_fix", [0, 1])
+def test_the_per_client_stream_limit_behind_a_proxy(
+    live_server: Callable[..., GunicornServer], tmp_path: Path, proxy_fix: int
+) -> None:
+    """docs/security.rst: behind a proxy, ``ProxyFix`` makes the per-client
+    stream limit count browsers, not the proxy; without it
+    ``X-Forwarded-For`` is ignored (a client cannot claim an address)."""
+    port = serve(live_server, STREAMING_MAX_CONNECTIONS_PER_CLIENT=2, PROXY_FIX=proxy_fix).port
+    held: list[socket.socket] = []
+    try:
+        statuses = []
+        for xff in ("10.0.0.1", "10.0.0.1", "10.0.0.1", "10.0.0.2", "10.0.0.3"):
+            status, s = _stream_status(port, xff)
+            statuses.append(status)
+            held.append(s)
+        if proxy_fix:  # each browser its own quota
+            assert statuses == [200, 200, 429, 200, 200]
+        else:  # one address (the proxy's, here loopback) whatever the header says
+            assert statuses == [200, 200, 429, 429, 429]
+    finally:
+        for s in held:
+            s.close()

@@ -20,6 +20,8 @@ their own uploads and channels.
   absent — and keeps an ``EventSource`` of ``news`` open, recording what it
   sees in ``window.seen``.
 
+``PROXY_FIX = n`` in the config applies Werkzeug's ``ProxyFix(x_for=n)``.
+
 Serve it with ``gunicorn -k gevent "tests.apps.security_app:create_app()"``;
 the instance folder is ``$INSTANCE_PATH``; ``$SECURITY_APP_CONFIG`` (JSON) is
 extra config.
@@ -66,6 +68,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_path=os.environ.get("INSTANCE_PATH") or None)
     app.config.from_mapping(json.loads(os.environ.get("SECURITY_APP_CONFIG") or "{}"))
     app.config.from_mapping(config or {})
+    if app.config.get("PROXY_FIX"):  # behind N proxies: Werkzeug's ProxyFix, x_for=N
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=int(app.config["PROXY_FIX"]))  # type: ignore[method-assign]
     streaming = Streaming(app)
     os.makedirs(app.instance_path, exist_ok=True)
 
