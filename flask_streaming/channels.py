@@ -94,8 +94,8 @@ def subscribe_response(
     sub = Subscriber(broker, names, outbox, last_event_id, client)
     sub.retry = settings.retry or 3000
     state = current_app.extensions["streaming"]
-    if user is None:
-        user = state.extension.current_stream_user()
+    # end_streams compares strings (an app may name a user by an int id)
+    user = state.extension.current_stream_user() if user is None else str(user)
     source = GuardedSubscription(sub, state.streams, user, recheck)
     body = event_body(
         outbox,

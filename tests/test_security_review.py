@@ -321,3 +321,24 @@ def test_the_per_client_stream_limit_behind_a_proxy(
     finally:
         for s in held:
             s.close()
+
+
+def test_a_custom_view_may_name_its_user_with_an_int(
+    live_server: Callable[..., GunicornServer], tmp_path: Path
+) -> None:
+    """``subscribe_response(user=7)`` (a database id) was kept as the int
+    7 while ``end_streams(user=7)`` arrives as ``"7"``: the stream never
+    ended. Users are compared as strings on both sides."""
+    port = serve(live_server).port
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        s.sendall(b"GET /custom/news HTTP/1.1\r\nHost: x\r\nX-User-Id: 7\r\n\r\n")
+        time.sleep(0.5)
+        status, _, _ = call(
+            port, "POST", "/admin/end-streams", json.dumps({"user": 7}).encode(),
+            {"Content-Type": "application/json"}, tus=False,
+        )  # fmt: skip
+        assert status == 204
+        assert _ended(s, 10)
+    finally:
+        s.close()

@@ -94,10 +94,14 @@ def test_end_streams_of_a_user_and_of_a_channel_on_two_workers_with_redis(
     port = server.port
     streams: list[Stream] = []
     try:
-        for _ in range(40):  # bounded: until bob has a stream on each worker
+        # Bounded (100 streams, ~5 s): until bob has a stream on each worker. The
+        # second worker may still be booting when the first answers, so wait a
+        # little between tries rather than open many at once.
+        for _ in range(100):
             streams.append(Stream(port, "news", "bob"))
             if len({s.worker for s in streams}) == 2 and len(streams) >= 3:
                 break
+            time.sleep(0.05)
         bob = list(streams)
         assert len({s.worker for s in bob}) == 2, "connections never reached both workers"
         alice = [Stream(port, "news", "alice") for _ in range(3)]

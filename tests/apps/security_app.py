@@ -15,6 +15,8 @@ their own uploads and channels.
 * ``POST /admin/end-streams`` (JSON ``{"channels": [...], "user": ...}``):
   ``streaming.end_streams``; ``POST /publish/<channel>`` (body: the data);
 * every response carries ``X-Worker`` (the pid); ``GET /whoami``: the pid;
+* ``GET /custom/<channel>``: a custom view's stream whose user is the int
+  ``X-User-Id`` (``subscribe_response(user=...)``);
 * ``GET /page/<user>``: a page (for a browser, whose ``EventSource`` sends
   no custom header) that sets the ``user`` cookie — read when ``X-User`` is
   absent — and keeps an ``EventSource`` of ``news`` open, recording what it
@@ -35,7 +37,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from flask_streaming import Streaming
+from flask_streaming import Streaming, subscribe_response
 
 PAGE = """<!doctype html>
 <meta charset="utf-8">
@@ -133,6 +135,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         rv = Response(PAGE, mimetype="text/html")
         rv.set_cookie("user", user)
         return rv
+
+    @app.get("/custom/<channel>")
+    def custom(channel: str) -> Response:
+        # A custom view naming its stream's user itself, as an int (a
+        # database id), the way an app without type checks would.
+        user_id: Any = int(request.headers.get("X-User-Id", "0"))
+        return subscribe_response([channel], user=user_id)
 
     @app.get("/whoami")
     def whoami() -> dict[str, int]:
