@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -305,3 +306,29 @@ def test_redis_restart_that_may_lose_data_starts_a_new_generation(
         resumed.close()
     finally:
         broker.close()
+
+
+@pytest.mark.parametrize("persistence", ["always", "none"])
+def test_redis_without_info_keeps_working(tmp_path: Path, persistence: str) -> None:
+    """Some managed Redis disable INFO: restarts cannot be told there, so
+    the generation only changes when the data is gone (documented)."""
+
+    class NoInfo(RedisServer):
+        def command(self) -> list[str]:
+            return [*super().command(), "--rename-command", "INFO", ""]
+
+    rs = NoInfo(tmp_path / "redis", persistence=persistence).start()
+    broker = RedisBroker(rs.url)
+    try:
+        first = broker.publish("x", 1)
+        rs.kill()
+        rs.start()
+        after = broker.publish("x", 2)
+        assert (gen(after) == gen(first)) is (persistence == "always")
+        conn = Conn(broker, ["x"], first)
+        assert [e.id for e in conn.data()] == [after]
+        assert bool(conn.resets()) is (persistence == "none")
+        conn.close()
+    finally:
+        broker.close()
+        rs.kill()
