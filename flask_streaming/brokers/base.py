@@ -374,6 +374,10 @@ class Broker:
             out.append(reset_event(sub.last_event_id or "", replay.reason, position))
             stream_reset_sent.send(self, reason=replay.reason)
         pending, sub.pending = sub.pending or [], None
+        if replay.generation != self.generation:
+            # the listener has not seen the new generation yet (it will end
+            # this stream when it does): never two generations on one stream
+            pending = []
         last = replay.after
         # The replay, then what went live meanwhile, in seq order, once each.
         for seq, raw in sorted([*replay.events, *pending], key=_seq):
@@ -411,7 +415,7 @@ class Broker:
                     del self.subscribers[ch]
                     self.on_last_subscriber(ch)
 
-    def end_streams(self, channels: Iterable[str] | None, reason: str) -> int:
+    def end_local_streams(self, channels: Iterable[str] | None, reason: str) -> int:
         """End this process's open streams of *channels* (all when ``None``)
         with a jittered ``retry``; each stream's position is marked first, so
         the client resumes from where it was. Returns how many ended."""

@@ -515,10 +515,10 @@ class RedisBroker(Broker):
         if self._lock is not None:
             with self._lock:
                 self.generation, self.last_seen = gen, seq
-                self.end_streams(None, "broker_reset")
+                self.end_local_streams(None, "broker_reset")
         else:
             self.generation, self.last_seen = gen, seq
-            self.end_streams(None, "broker_reset")
+            self.end_local_streams(None, "broker_reset")
 
     def _catch_up(self) -> None:
         """After a (re)connect: deliver what was published meanwhile; end
