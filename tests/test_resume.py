@@ -332,3 +332,25 @@ def test_redis_without_info_keeps_working(tmp_path: Path, persistence: str) -> N
     finally:
         broker.close()
         rs.kill()
+
+
+def test_redis_streams_of_an_older_dataset_do_not_block_publishing(
+    redis_factory: Callable[..., RedisServer],
+) -> None:
+    """Streams written before the id hash (an older version, integer ids)
+    hold ids above the new counter: XADD would refuse; the stale stream is
+    dropped and a resume into it resets."""
+    rs = redis_factory()
+    r = redis_lib.Redis.from_url(rs.url)
+    r.xadd("flask_streaming:stream:old", {"b": b"data: stale\n\n"}, id="5000-0")
+    broker = RedisBroker(rs.url)
+    try:
+        first = broker.publish("old", "new")
+        assert seq(first) == 1
+        conn = Conn(broker, ["old"], "4999")  # an old-format id
+        assert len(conn.resets()) == 1
+        assert [e.id for e in conn.data()] == [first]
+        conn.close()
+    finally:
+        broker.close()
+        r.close()

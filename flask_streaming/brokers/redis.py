@@ -118,7 +118,14 @@ if redis.call('EXISTS', KEYS[2]) == 0 then
     end
   end
 end
-redis.call('XADD', KEYS[2], seq .. '-0', 'b', ARGV[1])
+if type(redis.pcall('XADD', KEYS[2], seq .. '-0', 'b', ARGV[1])) == 'table' then
+  -- an error: the stream holds ids at or above seq, so it is not of this
+  -- counter (a dataset from before the id hash, e.g. an older version):
+  -- its events are gone for this generation
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[3], 'trimmed', seq - 1)
+  redis.call('XADD', KEYS[2], seq .. '-0', 'b', ARGV[1])
+end
 local size = tonumber(ARGV[2])
 local n = redis.call('XLEN', KEYS[2])
 if n >= tonumber(ARGV[8]) then
