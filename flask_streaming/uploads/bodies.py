@@ -1,12 +1,22 @@
-"""Reading request bodies into a store: blocks, limits, checksums."""
+"""Reading request bodies into a store: blocks, limits, checksums.
+
+:func:`read_body` is the one place where the bytes of a native segment and
+of a tus ``PATCH`` go from the request into staging. Under gunicorn it reads
+the client's socket directly (:class:`SocketBody`, see there for what that
+relies on and when it falls back to ``wsgi.input``).
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import errno
 import hashlib
-from typing import IO
+import io
+import sys
+from collections.abc import Iterator
+from typing import IO, Any, cast
 
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
@@ -66,12 +76,15 @@ def storage_error(exc: OSError) -> StreamingError:
     return StorageFailed("the server could not store the data; send again")
 
 
-def read_block(body: IO[bytes], size: int) -> bytes:
-    """Read up to *size* bytes of a request body; a body that stalls past
-    ``STREAMING_BODY_TIMEOUT`` (a socket timeout, which Werkzeug reports as
-    a disconnect) raises :class:`~flask_streaming.errors.RequestTimeout`."""
+#: Bytes received per disk write on the socket path (:class:`SocketBody`).
+SOCKET_BUFFER = 1024 * 1024
+
+
+@contextlib.contextmanager
+def _body_errors() -> Iterator[None]:
+    """Map what reading a body raises to the client-facing error."""
     try:
-        return body.read(size)
+        yield
     except ClientDisconnected as exc:
         if isinstance(exc.__context__, TimeoutError):
             raise RequestTimeout("the request body stalled; the connection is closed") from exc
@@ -84,6 +97,122 @@ def read_block(body: IO[bytes], size: int) -> bytes:
         raise BadRequest("the request body is malformed", code="bad_body") from exc
 
 
+def read_block(body: IO[bytes], size: int) -> bytes:
+    """Read up to *size* bytes of a request body; a body that stalls past
+    ``STREAMING_BODY_TIMEOUT`` (a socket timeout, which Werkzeug reports as
+    a disconnect) raises :class:`~flask_streaming.errors.RequestTimeout`."""
+    with _body_errors():
+        return body.read(size)
+    raise AssertionError("unreachable")  # pragma: no cover (for mypy)
+
+
+class SocketBody(io.RawIOBase):
+    """A request body of known length read straight from gunicorn's client
+    socket with ``recv_into`` (no copies through gunicorn's ``Body`` and
+    ``Unreader`` buffers, no Werkzeug wrapper); made by :func:`request_body`.
+
+    It relies on these parts of gunicorn's HTTP/1.1 parser (checked by
+    :meth:`of`, which returns ``None`` when any is missing): ``wsgi.input``
+    is a ``gunicorn.http.body.Body`` whose ``reader`` is a ``LengthReader``
+    (``length``: body bytes not yet taken from the connection) over a
+    ``SocketUnreader`` whose ``sock`` is ``environ["gunicorn.socket"]``; the
+    unreader's ``take_buffered()`` and ``unread()``; ``Body.failed`` (set:
+    gunicorn closes the connection instead of reading the next request).
+
+    Exactness: the bytes gunicorn read ahead with the headers come first,
+    at most ``length`` of them (the rest, a pipelined next request, goes
+    back to the unreader); then ``recv_into`` never asks for more than the
+    body's remaining bytes, and ``length`` counts down as bytes arrive, so
+    gunicorn's own drain after the response skips exactly what is left if
+    the view stops early (413, an error), and a keep-alive connection's
+    next request starts at the right byte. A disconnect, timeout or socket
+    error sets ``Body.failed``. Reads wait cooperatively under gevent (the
+    socket is gevent's) and fail with ``STREAMING_BODY_TIMEOUT`` like
+    ``wsgi.input`` does (the same socket timeout).
+    """
+
+    def __init__(self, body: Any, content_length: int) -> None:
+        super().__init__()
+        self._body = body
+        self._reader = body.reader
+        self._sock = body.reader.unreader.sock
+        unreader = body.reader.unreader
+        buffered = unreader.take_buffered()
+        self._ahead = memoryview(buffered[: self._reader.length])
+        if len(buffered) > len(self._ahead):
+            unreader.unread(buffered[len(self._ahead) :])
+        self._reader.length -= len(self._ahead)  # taken from the connection
+        #: Body bytes not yet returned.
+        self.remaining = content_length
+
+    @classmethod
+    def of(cls, environ: dict[str, Any], content_length: int | None) -> SocketBody | None:
+        """The socket reader for this request, or ``None`` to use
+        ``wsgi.input``: not gunicorn's HTTP/1.1 parser (another server,
+        HTTP/2), no ``Content-Length`` or a chunked body, ``wsgi.input``
+        replaced by a middleware or already (partly) read, a TLS socket."""
+        body_mod = sys.modules.get("gunicorn.http.body")
+        unreader_mod = sys.modules.get("gunicorn.http.unreader")
+        if not content_length or body_mod is None or unreader_mod is None:
+            return None
+        body: Any = environ.get("wsgi.input")
+        sock: Any = environ.get("gunicorn.socket")
+        reader: Any = getattr(body, "reader", None)
+        unreader: Any = getattr(reader, "unreader", None)
+        if (
+            type(body) is not body_mod.Body
+            or type(reader) is not body_mod.LengthReader
+            or type(unreader) is not unreader_mod.SocketUnreader
+            or unreader.sock is not sock
+            or not hasattr(unreader, "take_buffered")
+            or hasattr(sock, "getpeercert")  # TLS: bytes on the wire are not the body
+            or body.failed is not False
+            or body.buf.tell() != 0  # already read through wsgi.input
+            or reader.length != content_length
+        ):
+            return None
+        return cls(body, content_length)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        """Receive up to ``len(buffer)`` body bytes into *buffer*; 0 at
+        the end of the body, or when the client closed the connection
+        before it (:attr:`remaining` then tells how much is missing)."""
+        view = memoryview(buffer).cast("B")
+        want = min(len(view), self.remaining)
+        if want <= 0:
+            return 0
+        if self._ahead:
+            n = min(want, len(self._ahead))
+            view[:n] = self._ahead[:n]
+            self._ahead = self._ahead[n:]
+        else:
+            try:
+                n = self._sock.recv_into(view[:want])
+            except BaseException:
+                self._body.failed = True
+                raise
+            if n == 0:
+                self._body.failed = True
+                return 0
+            self._reader.length -= n
+        self.remaining -= n
+        return n
+
+
+def request_body(
+    environ: dict[str, Any], stream: IO[bytes], content_length: int | None
+) -> IO[bytes]:
+    """The body to pass to :func:`read_body`: a :class:`SocketBody` under
+    gunicorn when it applies, else *stream* (the request's ``wsgi.input``,
+    as Werkzeug wraps it). Get *stream* first (``request.stream``): that is
+    where Werkzeug refuses a ``Content-Length`` above ``MAX_CONTENT_LENGTH``."""
+    fast = SocketBody.of(environ, content_length)
+    return stream if fast is None else cast(IO[bytes], fast)
+
+
 def read_body(
     body: IO[bytes],
     staging: Staging,
@@ -92,7 +221,10 @@ def read_body(
     algorithm: str | None,
 ) -> bytes | None:
     """Copy *body* into *staging* in :data:`BLOCK_SIZE` reads (never the
-    whole body in memory); return the *algorithm* digest when asked.
+    whole body in memory); return the *algorithm* digest when asked. A
+    :class:`SocketBody` is received into one reused buffer and written from
+    it (:data:`SOCKET_BUFFER` per write); bytes received before an error
+    are written before the error is raised.
 
     :raises PayloadTooLarge: more than *limit* bytes arrive.
     :raises InsufficientStorage: the disk is full.
@@ -100,6 +232,11 @@ def read_body(
     :raises RequestTimeout: the body stalled past ``STREAMING_BODY_TIMEOUT``.
     """
     hasher = hashlib.new(algorithm) if algorithm else None
+    if isinstance(body, SocketBody):
+        _receive(body, staging, limit, hasher)
+        if body.remaining:
+            raise BadRequest("the body ended before Content-Length", code="incomplete_body")
+        return None if hasher is None else hasher.digest()
     remaining = content_length
     while remaining is None or remaining > 0:
         want = BLOCK_SIZE if remaining is None else min(BLOCK_SIZE, remaining)
@@ -121,6 +258,39 @@ def read_body(
     if remaining:
         raise BadRequest("the body ended before Content-Length", code="incomplete_body")
     return None if hasher is None else hasher.digest()
+
+
+def _receive(body: SocketBody, staging: Staging, limit: int, hasher: Any) -> None:
+    """:func:`read_body` for a :class:`SocketBody`."""
+    buffer = memoryview(bytearray(min(SOCKET_BUFFER, body.remaining)))
+    while body.remaining:
+        filled, error = 0, None
+        while filled < len(buffer) and body.remaining:
+            try:
+                with _body_errors():
+                    n = body.readinto(buffer[filled:])
+            except (HTTPException, StreamingError) as exc:
+                error = exc
+                break
+            if not n:
+                break
+            filled += n
+        if filled:
+            block = buffer[:filled]
+            if staging.size + filled > limit:
+                raise PayloadTooLarge(
+                    "the segment is larger than allowed", code="segment_too_large", limit=limit
+                )
+            if hasher is not None:
+                hasher.update(block)
+            try:
+                staging.write(block)
+            except OSError as exc:
+                raise storage_error(exc) from exc
+        if error is not None:
+            raise error
+        if filled < len(buffer):  # the client closed the connection
+            return
 
 
 def same_bytes(a: IO[bytes], b: IO[bytes]) -> bool:

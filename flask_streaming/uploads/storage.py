@@ -57,7 +57,7 @@ class Staging(Protocol):
     in_place: bool
     offset: int | None
 
-    def write(self, block: bytes) -> None: ...
+    def write(self, block: bytes | bytearray | memoryview) -> None: ...
 
     def close(self) -> None:
         """Flush the bytes written (they stay until placed or released)."""
@@ -227,7 +227,7 @@ class FileStaging:
             os.lseek(self._fd, offset, os.SEEK_SET)
         self.placed = False
 
-    def write(self, block: bytes) -> None:
+    def write(self, block: bytes | bytearray | memoryview) -> None:
         assert self._fd is not None, "staging closed"
         view = memoryview(block)
         while view:

@@ -60,6 +60,7 @@ from ..errors import (
 from ..responses import download_response
 from ..settings import Settings
 from ..tus_version import TUS_VERSION
+from .bodies import request_body
 from .ranges import FINAL, PARTIAL, append_range, complete_if_full
 from .segments import BLOCK_SIZE
 from .sessions import COMPLETED, OPEN, UploadSession
@@ -228,7 +229,7 @@ def _append(upload_id: str, offset: int, length: int | None = None) -> UploadSes
         service,
         upload_id,
         offset,
-        request.stream,
+        request_body(request.environ, request.stream, request.content_length),
         content_length=request.content_length,
         checksum=request.headers.get("Upload-Checksum"),
         length=length,

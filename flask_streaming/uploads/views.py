@@ -32,6 +32,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request, url
 
 from ..errors import BadRequest, StreamingError
 from ..settings import Settings
+from .bodies import request_body
 from .json_body import read_json_object
 from .results import CompletionResult, SegmentResult
 from .service import UploadService
@@ -161,7 +162,7 @@ def _receive_segment(service: UploadService, session_id: str | None) -> Response
     result = service.append_segment(
         session_id,
         index,
-        request.stream,
+        request_body(request.environ, request.stream, request.content_length),
         content_length=request.content_length,
         checksum=checksum,
         done=done,

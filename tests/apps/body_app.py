@@ -1,0 +1,36 @@
+"""The app behind tests/test_uploads_socket_body.py: :mod:`tests.apps.tus_app`
+(native and tus uploads, ``GET /upload-info/<id>``, ``upload-completed``
+returning the sha256) plus ``GET /body-paths``: how many upload bodies this
+worker read from the socket (:class:`~flask_streaming.uploads.bodies.SocketBody`)
+and how many through ``wsgi.input``, so that a test knows which path ran.
+
+Serve it with one worker (the counts are per process).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from flask_streaming.uploads import bodies
+from tests.apps import tus_app
+
+
+def create_app() -> Flask:
+    app = tus_app.create_app()
+    counts = {"socket": 0, "stream": 0}
+    choose = bodies.SocketBody.of.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type, environ: dict[str, Any], content_length: int | None) -> Any:
+        fast = choose(cls, environ, content_length)
+        counts["stream" if fast is None else "socket"] += 1
+        return fast
+
+    bodies.SocketBody.of = classmethod(counted)  # type: ignore[assignment,method-assign]
+
+    @app.get("/body-paths")
+    def body_paths() -> dict[str, int]:
+        return counts
+
+    return app

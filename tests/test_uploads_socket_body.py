@@ -1,0 +1,346 @@
+"""Upload bodies read straight from gunicorn's socket (uploads/bodies.py
+``SocketBody``), under a real gunicorn -k gevent: native segments and tus
+PATCHes byte for byte with bodies around the receive buffer's size, several
+requests on one keep-alive connection (pipelined: sent in one go before any
+answer), a client gone mid-body, 413, and the fallbacks (chunked, TLS).
+
+``GET /body-paths`` (tests/apps/body_app.py) tells which path read each body,
+so a test cannot pass on the fallback when it means the socket path.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import random
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from flask_streaming.testing import GunicornServer
+from flask_streaming.uploads.bodies import SOCKET_BUFFER
+
+pytestmark = pytest.mark.live
+
+APP = "tests.apps.body_app:create_app()"
+NATIVE = "/streaming/uploads"
+TUS = "/streaming/tus/"
+MiB = 1 << 20
+CONFIG = {"STREAMING_MAX_SEGMENT_SIZE": 3 * MiB, "STREAMING_BODY_TIMEOUT": 10}
+#: Around the receive buffer and gunicorn's 8 KiB header read.
+SIZES = [1, 8191, 70_000, SOCKET_BUFFER - 1, SOCKET_BUFFER, SOCKET_BUFFER + 1, 2 * MiB + 12_345]
+TUS_HEADERS = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
+
+
+def data(seed: int, size: int) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def sha(b: bytes) -> str:
+    return hashlib.sha256(b).hexdigest()
+
+
+def request(
+    method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b""
+) -> bytes:
+    head = {"Host": "127.0.0.1", **(headers or {})}
+    if "Transfer-Encoding" not in head:
+        head["Content-Length"] = str(len(body))
+    lines = "".join(f"{k}: {v}\r\n" for k, v in head.items())
+    return f"{method} {path} HTTP/1.1\r\n{lines}\r\n".encode() + body
+
+
+def segment(sid: str, index: int, body: bytes, done: bool = False, **extra: str) -> bytes:
+    headers = {
+        "X-Stream-Id": sid,
+        "X-Stream-Segment": str(index),
+        "X-Stream-Done": "true" if done else "false",
+        "Content-Type": "application/octet-stream",
+        **extra,
+    }
+    return request("POST", NATIVE, headers, body)
+
+
+def patch(path: str, offset: int, body: bytes, **extra: str) -> bytes:
+    return request("PATCH", path, {**TUS_HEADERS, "Upload-Offset": str(offset), **extra}, body)
+
+
+class Wire:
+    """One keep-alive connection written and read by hand, so that requests
+    can be pipelined and bodies cut short."""
+
+    def __init__(self, port: int, tls: bool = False) -> None:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        if tls:
+            sock = ssl._create_unverified_context().wrap_socket(sock)
+        self.sock = sock
+        self.file = sock.makefile("rb")
+
+    def send(self, raw: bytes) -> None:
+        self.sock.sendall(raw)
+
+    def response(self) -> tuple[int, dict[str, str], bytes]:
+        line = self.file.readline()
+        if not line:
+            raise ConnectionError("the server closed the connection")
+        status = int(line.split()[1])
+        headers: dict[str, str] = {}
+        while (line := self.file.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = self.file.read(int(headers.get("content-length", "0")))
+        return status, headers, body
+
+    def json(self, raw: bytes) -> tuple[int, Any]:
+        self.send(raw)
+        status, _, body = self.response()
+        return status, json.loads(body)
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+def body_paths(port: int, tls: bool = False) -> dict[str, int]:
+    w = Wire(port, tls)
+    try:
+        return w.json(request("GET", "/body-paths"))[1]  # type: ignore[no-any-return]
+    finally:
+        w.close()
+
+
+def upload_info(port: int, upload_id: str) -> dict[str, Any]:
+    w = Wire(port)
+    try:
+        status, info = w.json(request("GET", f"/upload-info/{upload_id}"))
+        assert status == 200, info
+        return info  # type: ignore[no-any-return]
+    finally:
+        w.close()
+
+
+def tus_create(w: Wire, length: int) -> str:
+    w.send(request("POST", TUS, {"Tus-Resumable": "1.0.0", "Upload-Length": str(length)}))
+    status, headers, _ = w.response()
+    assert status == 201, headers
+    return urlsplit(headers["location"]).path
+
+
+def tus_offset(port: int, path: str) -> int:
+    w = Wire(port)
+    try:
+        w.send(request("HEAD", path, {"Tus-Resumable": "1.0.0"}))
+        status, headers, _ = w.response()
+        assert status == 200, headers
+        return int(headers["upload-offset"])
+    finally:
+        w.close()
+
+
+@pytest.fixture
+def server(live_server: Callable[..., GunicornServer]) -> GunicornServer:
+    return live_server(APP, workers=1, env={"TUS_APP_CONFIG": json.dumps(CONFIG)})
+
+
+def test_native_segments_byte_identical(server: GunicornServer) -> None:
+    parts = [data(i, n) for i, n in enumerate(SIZES)]
+    w = Wire(server.port)
+    try:
+        sid = w.json(request("GET", NATIVE))[1]["streamId"]
+        for i, part in enumerate(parts[:-1]):
+            extra = {}
+            if i == 3:  # a checksum computed over the received bytes
+                digest = base64.b64encode(hashlib.sha256(part).digest()).decode()
+                extra["X-Stream-Checksum"] = f"sha256={digest}"
+            status, body = w.json(segment(sid, i, part, **extra))
+            assert status == 200 and body["size"] == len(part), body
+        wrong = base64.b64encode(hashlib.sha256(parts[-1] + b"x").digest()).decode()
+        bad = segment(
+            sid, len(parts) - 1, parts[-1], True, **{"X-Stream-Checksum": f"sha256={wrong}"}
+        )
+        status, body = w.json(bad)
+        assert status == 400 and body["error"] == "checksum_mismatch", body
+        status, final = w.json(segment(sid, len(parts) - 1, parts[-1], done=True))
+        assert status == 200, final
+    finally:
+        w.close()
+    assert final["done"] is True and final["size"] == sum(SIZES)
+    assert final["sha256"] == sha(b"".join(parts))
+    assert body_paths(server.port) == {"socket": len(parts) + 1, "stream": 0}
+
+
+def test_tus_patches_byte_identical(server: GunicornServer) -> None:
+    parts = [data(10 + i, n) for i, n in enumerate(SIZES)]
+    w = Wire(server.port)
+    try:
+        path = tus_create(w, sum(SIZES))
+        offset = 0
+        for i, part in enumerate(parts):
+            extra = {}
+            if i == 4:  # Upload-Checksum: staged apart, verified, then appended
+                extra["Upload-Checksum"] = (
+                    "sha1 " + base64.b64encode(hashlib.sha1(part).digest()).decode()
+                )
+            w.send(patch(path, offset, part, **extra))
+            status, headers, _ = w.response()
+            offset += len(part)
+            assert status == 204 and int(headers["upload-offset"]) == offset, headers
+    finally:
+        w.close()
+    info = upload_info(server.port, path.rsplit("/", 1)[1])
+    assert info["data_sha256"] == sha(b"".join(parts))
+    assert body_paths(server.port) == {"socket": len(parts), "stream": 0}
+
+
+def test_pipelined_requests_stay_intact(server: GunicornServer) -> None:
+    """Every request sent before the first answer: the bytes gunicorn read
+    ahead with one request's headers hold the next requests too."""
+    sizes = [100, 5000, 70_000, MiB + 3, 7]
+    parts = [data(20 + i, n) for i, n in enumerate(sizes)]
+    w = Wire(server.port)
+    try:
+        sid = w.json(request("GET", NATIVE))[1]["streamId"]
+        path = tus_create(w, sum(sizes))
+        native = [segment(sid, i, p, done=i == len(parts) - 1) for i, p in enumerate(parts)]
+        offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+        tus = [patch(path, o, p) for o, p in zip(offsets, parts, strict=True)]
+        wire = b"".join([*native, *tus, request("GET", "/body-paths")])
+        sender = threading.Thread(target=w.send, args=(wire,))
+        sender.start()
+        answers = [w.response() for _ in range(len(native) + len(tus) + 1)]
+        sender.join(20)
+    finally:
+        w.close()
+    for status, _, body in answers[: len(native)]:
+        assert status == 200, body
+    final = json.loads(answers[len(native) - 1][2])
+    assert final["done"] is True and final["sha256"] == sha(b"".join(parts))
+    for (status, headers, _), end in zip(
+        answers[len(native) : -1], [*offsets[1:], sum(sizes)], strict=True
+    ):
+        assert status == 204 and int(headers["upload-offset"]) == end, headers
+    assert json.loads(answers[-1][2]) == {"socket": 2 * len(parts), "stream": 0}
+    assert upload_info(server.port, path.rsplit("/", 1)[1])["data_sha256"] == sha(b"".join(parts))
+
+
+def test_a_client_gone_mid_body(server: GunicornServer) -> None:
+    """tus keeps exactly the bytes that arrived; a native segment cut short
+    is not recorded; both resume byte-identical."""
+    whole = data(30, 3 * MiB)
+    sent = SOCKET_BUFFER + MiB // 2 + 7
+    w = Wire(server.port)
+    path = tus_create(w, len(whole))
+    w.send(patch(path, 0, whole)[: -len(whole) + sent])
+    time.sleep(0.5)
+    w.close()
+    deadline = time.monotonic() + 15
+    while (offset := tus_offset(server.port, path)) != sent and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert offset == sent
+    w = Wire(server.port)
+    try:
+        w.send(patch(path, offset, whole[offset:]))
+        status, headers, _ = w.response()
+        assert status == 204 and int(headers["upload-offset"]) == len(whole), headers
+        sid = w.json(request("GET", NATIVE))[1]["streamId"]
+        assert w.json(segment(sid, 0, whole[:MiB]))[0] == 200
+    finally:
+        w.close()
+    assert upload_info(server.port, path.rsplit("/", 1)[1])["data_sha256"] == sha(whole)
+    cut = Wire(server.port)
+    cut.send(segment(sid, 1, whole[MiB:])[:-MiB])
+    time.sleep(0.5)
+    cut.close()
+    w = Wire(server.port)
+    try:
+        status, st = w.json(request("GET", f"{NATIVE}/{sid}"))
+        assert status == 200 and st["received"] == 1 and st["bytes"] == MiB, st
+        status, final = w.json(segment(sid, 1, whole[MiB:], done=True))
+        assert status == 200 and final["sha256"] == sha(whole), final
+    finally:
+        w.close()
+
+
+def test_content_length_over_the_limit_is_413(server: GunicornServer) -> None:
+    w = Wire(server.port)
+    try:
+        sid = w.json(request("GET", NATIVE))[1]["streamId"]
+        big = data(40, 3 * MiB + 1)
+        status, body = w.json(segment(sid, 0, big)[: -len(big) + 65536])  # answered unread
+        assert status == 413 and body["error"] == "segment_too_large", body
+    finally:
+        w.close()
+    w = Wire(server.port)
+    try:
+        path = tus_create(w, 1000)
+        w.send(patch(path, 0, data(41, 2000)))
+        status, headers, raw = w.response()
+        assert status == 413 and headers["content-type"].startswith("application/json"), raw
+        assert tus_offset(server.port, path) == 0
+        # the connection, if kept, carries the next request correctly
+        try:
+            w.send(patch(path, 0, data(42, 1000)))
+            status, headers, _ = w.response()
+        except ConnectionError:
+            pass
+        else:
+            assert status == 204 and headers["upload-offset"] == "1000", headers
+    finally:
+        w.close()
+    w = Wire(server.port)
+    try:
+        status, st = w.json(request("GET", f"{NATIVE}/{sid}"))
+    finally:
+        w.close()
+    assert status == 200 and st["received"] == 0, st
+
+
+def test_chunked_bodies_use_wsgi_input(server: GunicornServer) -> None:
+    parts = [data(50, MiB + 5), data(51, 3000)]
+    w = Wire(server.port)
+    try:
+        sid = w.json(request("GET", NATIVE))[1]["streamId"]
+        for i, part in enumerate(parts):
+            pieces = [part[:1000], part[1000:]]
+            chunked = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+            raw = segment(sid, i, b"", done=i == 1)
+            head = raw.replace(b"Content-Length: 0\r\n", b"Transfer-Encoding: chunked\r\n")
+            status, body = w.json(head + chunked)
+            assert status == 200, body
+    finally:
+        w.close()
+    assert body["sha256"] == sha(b"".join(parts))
+    assert body_paths(server.port) == {"socket": 0, "stream": 2}
+
+
+def test_tls_uses_wsgi_input(live_server: Callable[..., GunicornServer], tmp_path: Path) -> None:
+    openssl = shutil.which("openssl")
+    assert openssl is not None, "openssl is needed for a test certificate"
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server = live_server(APP, args=["--certfile", str(cert), "--keyfile", str(key)])
+    parts = [data(60, SOCKET_BUFFER + 1), data(61, 9000)]
+    w = Wire(server.port, tls=True)
+    try:
+        sid = w.json(request("GET", NATIVE))[1]["streamId"]
+        for i, part in enumerate(parts):
+            status, body = w.json(segment(sid, i, part, done=i == 1))
+            assert status == 200, body
+    finally:
+        w.close()
+    assert body["sha256"] == sha(b"".join(parts))
+    assert body_paths(server.port, tls=True) == {"socket": 0, "stream": 2}
