@@ -344,3 +344,22 @@ def test_tls_uses_wsgi_input(live_server: Callable[..., GunicornServer], tmp_pat
         w.close()
     assert body["sha256"] == sha(b"".join(parts))
     assert body_paths(server.port, tls=True) == {"socket": 0, "stream": 2}
+
+
+def test_a_stalled_body_is_408_and_keeps_what_arrived(
+    live_server: Callable[..., GunicornServer],
+) -> None:
+    config = {**CONFIG, "STREAMING_BODY_TIMEOUT": 1}
+    server = live_server(APP, workers=1, env={"TUS_APP_CONFIG": json.dumps(config)})
+    whole = data(70, 2 * MiB)
+    sent = SOCKET_BUFFER + 4321  # one full buffer, then part of the next
+    w = Wire(server.port)
+    try:
+        path = tus_create(w, len(whole))
+        w.send(patch(path, 0, whole)[: -len(whole) + sent])
+        status, headers, body = w.response()  # the server gives up after 1 s
+    finally:
+        w.close()
+    assert status == 408 and json.loads(body)["error"] == "body_timeout", body
+    assert tus_offset(server.port, path) == sent
+    assert body_paths(server.port) == {"socket": 1, "stream": 0}
