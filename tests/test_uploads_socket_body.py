@@ -323,6 +323,21 @@ def test_chunked_bodies_use_wsgi_input(server: GunicornServer) -> None:
     assert body_paths(server.port) == {"socket": 0, "stream": 2}
 
 
+def test_a_replaced_wsgi_input_is_used(server: GunicornServer) -> None:
+    parts = [data(55, SOCKET_BUFFER + 1), data(56, 10)]
+    w = Wire(server.port)
+    try:
+        sid = w.json(request("GET", NATIVE))[1]["streamId"]
+        for i, part in enumerate(parts):
+            raw = segment(sid, i, part, done=i == 1, **{"X-Replace-Input": "1"})
+            status, body = w.json(raw)
+            assert status == 200, body
+    finally:
+        w.close()
+    assert body["sha256"] == sha(b"".join(parts))
+    assert body_paths(server.port) == {"socket": 0, "stream": 2}
+
+
 def test_tls_uses_wsgi_input(live_server: Callable[..., GunicornServer], tmp_path: Path) -> None:
     openssl = shutil.which("openssl")
     assert openssl is not None, "openssl is needed for a test certificate"
@@ -357,7 +372,7 @@ def test_a_stalled_body_is_408_and_keeps_what_arrived(
     try:
         path = tus_create(w, len(whole))
         w.send(patch(path, 0, whole)[: -len(whole) + sent])
-        status, headers, body = w.response()  # the server gives up after 1 s
+        status, _, body = w.response()  # the server gives up after 1 s
     finally:
         w.close()
     assert status == 408 and json.loads(body)["error"] == "body_timeout", body

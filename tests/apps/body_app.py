@@ -2,13 +2,16 @@
 (native and tus uploads, ``GET /upload-info/<id>``, ``upload-completed``
 returning the sha256) plus ``GET /body-paths``: how many upload bodies this
 worker read from the socket (:class:`~flask_streaming.uploads.bodies.SocketBody`)
-and how many through ``wsgi.input``, so that a test knows which path ran.
+and how many through ``wsgi.input``, so that a test knows which path ran;
+a request with ``X-Replace-Input: 1`` has its ``wsgi.input`` replaced by a
+``BytesIO`` of its body (what a middleware may do).
 
 Serve it with one worker (the counts are per process).
 """
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from flask import Flask
@@ -28,6 +31,16 @@ def create_app() -> Flask:
         return fast
 
     bodies.SocketBody.of = classmethod(counted)  # type: ignore[assignment,method-assign]
+
+    inner = app.wsgi_app
+
+    def replace_input(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("HTTP_X_REPLACE_INPUT"):
+            size = int(environ.get("CONTENT_LENGTH") or 0)
+            environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].read(size))
+        return inner(environ, start_response)
+
+    app.wsgi_app = replace_input  # type: ignore[method-assign]
 
     @app.get("/body-paths")
     def body_paths() -> dict[str, int]:
