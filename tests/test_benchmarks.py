@@ -58,3 +58,15 @@ def test_dechunker_digest_matches_the_payload() -> None:
             d.feed(wire[j : j + k])
             j += k
         assert d.done and d.hash.hexdigest() == hashlib.sha256(payload).hexdigest()
+
+
+def test_fresh_source_is_a_new_loopback_address_off_127_0_0() -> None:
+    import ipaddress
+
+    from benchmarks.fanout import fresh_source
+
+    got = {fresh_source() for _ in range(20)}
+    assert len(got) > 1
+    for addr in got:
+        ip = ipaddress.ip_address(addr)
+        assert ip.is_loopback and not addr.startswith("127.0.")
