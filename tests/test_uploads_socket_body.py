@@ -305,6 +305,55 @@ def test_content_length_over_the_limit_is_413(server: GunicornServer) -> None:
     assert status == 200 and st["received"] == 0, st
 
 
+@pytest.mark.parametrize(
+    ("code", "status", "error"), [(28, 507, "insufficient_storage"), (5, 500, "storage_error")]
+)
+def test_a_failed_write_is_json_and_the_upload_resumes(
+    server: GunicornServer, code: int, status: int, error: str
+) -> None:
+    """The disk write that fails runs in gevent's thread pool while the
+    next buffer arrives: same JSON error, nothing half-recorded."""
+    whole = data(80, 2 * SOCKET_BUFFER + 5)
+    w = Wire(server.port)
+    try:
+        sid = w.json(request("GET", NATIVE))[1]["streamId"]
+        arm = json.dumps({"errno": code, "after": 1}).encode()
+        assert (
+            w.json(request("POST", "/fail-writes", {"Content-Type": "application/json"}, arm))[0]
+            == 200
+        )
+        status_, body = w.json(segment(sid, 0, whole))
+        assert status_ == status and body["error"] == error, body
+    finally:
+        w.close()
+    w = Wire(server.port)
+    try:
+        status_, st = w.json(request("GET", f"{NATIVE}/{sid}"))
+        assert status_ == 200 and st["received"] == 0, st
+        status_, final = w.json(segment(sid, 0, whole, done=True))
+        assert status_ == 200 and final["sha256"] == sha(whole), final
+        path = tus_create(w, len(whole))
+        assert (
+            w.json(request("POST", "/fail-writes", {"Content-Type": "application/json"}, arm))[0]
+            == 200
+        )
+        w.send(patch(path, 0, whole))
+        status_, _, raw = w.response()
+        assert status_ == status and json.loads(raw)["error"] == error, raw
+    finally:
+        w.close()
+    offset = tus_offset(server.port, path)
+    assert offset in (0, SOCKET_BUFFER), offset  # only whole buffers written before the failure
+    w = Wire(server.port)
+    try:
+        w.send(patch(path, offset, whole[offset:]))
+        status_, headers, _ = w.response()
+        assert status_ == 204, headers
+    finally:
+        w.close()
+    assert upload_info(server.port, path.rsplit("/", 1)[1])["data_sha256"] == sha(whole)
+
+
 def test_chunked_bodies_use_wsgi_input(server: GunicornServer) -> None:
     parts = [data(50, MiB + 5), data(51, 3000)]
     w = Wire(server.port)

@@ -28,6 +28,7 @@ from ..errors import (
     StorageFailed,
     StreamingError,
 )
+from ..transport import gevent_active
 from .segments import BLOCK_SIZE
 from .storage import Staging
 
@@ -222,9 +223,10 @@ def read_body(
 ) -> bytes | None:
     """Copy *body* into *staging* in :data:`BLOCK_SIZE` reads (never the
     whole body in memory); return the *algorithm* digest when asked. A
-    :class:`SocketBody` is received into one reused buffer and written from
-    it (:data:`SOCKET_BUFFER` per write); bytes received before an error
-    are written before the error is raised.
+    :class:`SocketBody` is received into two reused buffers and written from
+    them (:data:`SOCKET_BUFFER` per write, under gevent in a thread while the
+    next buffer arrives); bytes received before an error are written before
+    the error is raised.
 
     :raises PayloadTooLarge: more than *limit* bytes arrive.
     :raises InsufficientStorage: the disk is full.
@@ -261,36 +263,72 @@ def read_body(
 
 
 def _receive(body: SocketBody, staging: Staging, limit: int, hasher: Any) -> None:
-    """:func:`read_body` for a :class:`SocketBody`."""
-    buffer = memoryview(bytearray(min(SOCKET_BUFFER, body.remaining)))
-    while body.remaining:
-        filled, error = 0, None
-        while filled < len(buffer) and body.remaining:
-            try:
-                with _body_errors():
-                    n = body.readinto(buffer[filled:])
-            except (HTTPException, StreamingError) as exc:
-                error = exc
-                break
-            if not n:
-                break
-            filled += n
-        if filled:
-            block = buffer[:filled]
-            if staging.size + filled > limit:
-                raise PayloadTooLarge(
-                    "the segment is larger than allowed", code="segment_too_large", limit=limit
-                )
-            if hasher is not None:
-                hasher.update(block)
-            try:
-                staging.write(block)
-            except OSError as exc:
-                raise storage_error(exc) from exc
-        if error is not None:
-            raise error
-        if filled < len(buffer):  # the client closed the connection
-            return
+    """:func:`read_body` for a :class:`SocketBody`. Under gevent each
+    buffer's disk write runs in gevent's thread pool while the next buffer
+    is received (two buffers, one write in flight: receiving and writing
+    overlap); elsewhere the write is inline."""
+    pool = _thread_pool()
+    size = min(SOCKET_BUFFER, body.remaining)
+    buffers = [memoryview(bytearray(size)), memoryview(bytearray(size))]
+    pending: Any = None  # the write in flight (gevent AsyncResult)
+    try:
+        while body.remaining:
+            buffer = buffers[0]
+            filled, error = 0, None
+            while filled < len(buffer) and body.remaining:
+                try:
+                    with _body_errors():
+                        n = body.readinto(buffer[filled:])
+                except (HTTPException, StreamingError) as exc:
+                    error = exc
+                    break
+                if not n:
+                    break
+                filled += n
+            if pending is not None:
+                _finish_write(pending)  # staging.size is then up to date
+                pending = None
+            if filled:
+                block = buffer[:filled]
+                if staging.size + filled > limit:
+                    raise PayloadTooLarge(
+                        "the segment is larger than allowed", code="segment_too_large", limit=limit
+                    )
+                if hasher is not None:
+                    hasher.update(block)
+                if pool is None:
+                    try:
+                        staging.write(block)
+                    except OSError as exc:
+                        raise storage_error(exc) from exc
+                else:
+                    pending = pool.spawn(staging.write, block)
+                    buffers.reverse()  # receive into the other one meanwhile
+            if error is not None:
+                raise error
+            if filled < len(buffer):  # the client closed the connection
+                return
+    finally:
+        if pending is not None:
+            _finish_write(pending)
+
+
+def _thread_pool() -> Any:
+    """gevent's thread pool when the process runs under gevent, else ``None``."""
+    if not gevent_active():
+        return None
+    import gevent
+
+    return gevent.get_hub().threadpool
+
+
+def _finish_write(pending: Any) -> None:
+    """Wait for the write *pending*; a failed write raises the
+    client-facing storage error."""
+    try:
+        pending.get()
+    except OSError as exc:
+        raise storage_error(exc) from exc
 
 
 def same_bytes(a: IO[bytes], b: IO[bytes]) -> bool:

@@ -4,19 +4,24 @@ returning the sha256) plus ``GET /body-paths``: how many upload bodies this
 worker read from the socket (:class:`~flask_streaming.uploads.bodies.SocketBody`)
 and how many through ``wsgi.input``, so that a test knows which path ran;
 a request with ``X-Replace-Input: 1`` has its ``wsgi.input`` replaced by a
-``BytesIO`` of its body (what a middleware may do).
+``BytesIO`` of its body (what a middleware may do); ``POST /fail-writes``
+with ``{"errno": N, "after": K}`` makes the upload store's K+1-th next body
+write fail with ``OSError(N)`` (once), from whichever thread writes.
 
 Serve it with one worker (the counts are per process).
 """
 
 from __future__ import annotations
 
+import errno as errno_module
 import io
+import os
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
 
 from flask_streaming.uploads import bodies
+from flask_streaming.uploads.storage import FileStaging
 from tests.apps import tus_app
 
 
@@ -41,6 +46,26 @@ def create_app() -> Flask:
         return inner(environ, start_response)
 
     app.wsgi_app = replace_input  # type: ignore[method-assign]
+
+    failing: dict[str, int] = {}
+    write = FileStaging.write
+
+    def faulty_write(self: FileStaging, block: Any) -> None:
+        if failing:
+            if failing["after"] == 0:
+                code = failing.pop("errno")
+                failing.clear()
+                raise OSError(code, os.strerror(code))
+            failing["after"] -= 1
+        write(self, block)
+
+    FileStaging.write = faulty_write  # type: ignore[method-assign]
+
+    @app.post("/fail-writes")
+    def fail_writes() -> dict[str, int]:
+        body = request.get_json()
+        failing.update(errno=int(body.get("errno", errno_module.EIO)), after=int(body["after"]))
+        return failing
 
     @app.get("/body-paths")
     def body_paths() -> dict[str, int]:
