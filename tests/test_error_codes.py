@@ -114,11 +114,11 @@ def test_every_stream_closed_reason_sent_is_listed() -> None:
                 and isinstance(node.args[0], ast.Constant)
             ):
                 sent.add(node.args[0].value)
-            # broker.end_streams(channels, "reason")
+            # broker.end_local_streams(channels, "reason")
             if (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "end_streams"
+                and node.func.attr in ("end_streams", "end_local_streams")
                 and len(node.args) == 2
                 and isinstance(node.args[1], ast.Constant)
             ):
