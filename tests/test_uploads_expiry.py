@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from flask import Flask
 
 from flask_streaming import Streaming
@@ -151,3 +152,14 @@ def test_completed_retention_is_an_explicit_opt_in(tmp_path: Path) -> None:
         assert runner.invoke(streaming_cli, ["cleanup"]).output.startswith("0 session(s)")
     assert sorted(removed) == sorted([sid, tus_id])
     assert c.get(f"{URL}/{sid}").status_code == 404
+
+
+def test_session_ids_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One id in 64 used to start with '-', which a command line reads as an
+    option ("No such option: -h" from ``flask streaming remove``). Random
+    draws cannot be forced, so the generator is fed a dash-first draw."""
+    from flask_streaming.uploads import sessions
+
+    draws = iter(["-hX3kq8", "-", "Ab-_9z"])
+    monkeypatch.setattr(sessions.secrets, "token_urlsafe", lambda n: next(draws))
+    assert sessions.new_session_id() == "Ab-_9z"

@@ -13,8 +13,14 @@ OPEN, COMPLETED = "open", "completed"
 
 
 def new_session_id() -> str:
-    """128 random bits, URL-safe base64 without padding (22 characters)."""
-    return secrets.token_urlsafe(16)
+    """128 random bits, URL-safe base64 without padding (22 characters).
+
+    Never starts with ``-``, so that an id can be given to a command line
+    (``flask streaming remove ID``) without being read as an option.
+    """
+    while (session_id := secrets.token_urlsafe(16)).startswith("-"):
+        pass
+    return session_id
 
 
 def valid_session_id(value: str) -> bool:
