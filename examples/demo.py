@@ -18,7 +18,7 @@ from examples import tus as tus_example
 from examples import uploads as upload_example
 from examples import uppy as uppy_example
 from flask_streaming import (
-    ResponseStream,
+    ResponseWriter,
     Streaming,
     download_response,
     ndjson_response,
@@ -176,7 +176,7 @@ def create_app(config: dict[str, object] | None = None) -> Flask:
 
     @app.get("/manual")
     def manual():  # type: ignore[no-untyped-def]
-        stream = ResponseStream()
+        stream = ResponseWriter()
 
         def work() -> None:
             for i in range(1, 6):

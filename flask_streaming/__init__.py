@@ -3,12 +3,15 @@ Server-Sent Events, chunked responses, segmented and tus uploads."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .channels import subscribe_response
 from .client_js import client_url
+from .deprecations import renamed
 from .errors import BrokerUnavailable, StreamingError
 from .extension import Streaming
 from .responses import (
-    ResponseStream,
+    ResponseWriter,
     chunked_response,
     download_response,
     ndjson_response,
@@ -28,7 +31,7 @@ from .signals import (
     upload_expired,
     upload_removed,
 )
-from .sse import EventStream, ServerSentEvent, StreamClosedError, produce, sse_response
+from .sse import EventWriter, ServerSentEvent, StreamClosedError, produce, sse_response
 from .uploads import Segment, UploadSession, get_upload_service
 
 __version__ = "0.1.0"
@@ -36,8 +39,8 @@ __version__ = "0.1.0"
 __all__ = [
     "BrokerUnavailable",
     "ConfigError",
-    "EventStream",
-    "ResponseStream",
+    "EventWriter",
+    "ResponseWriter",
     "Segment",
     "ServerSentEvent",
     "Settings",
@@ -67,3 +70,12 @@ __all__ = [
     "upload_expired",
     "upload_removed",
 ]
+
+# Old names: typed aliases for type checkers, a warning at run time.
+if TYPE_CHECKING:
+    EventStream = EventWriter
+    ResponseStream = ResponseWriter
+else:
+    __getattr__ = renamed(
+        __name__, {"EventStream": "EventWriter", "ResponseStream": "ResponseWriter"}
+    )

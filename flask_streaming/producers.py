@@ -4,22 +4,24 @@ A :class:`Producer` runs a function in a :class:`Task` (a greenlet under
 gevent, a daemon thread elsewhere) once the stream started and kills it when
 the stream ends; :func:`pump` makes one that iterates an app's generator.
 Anything with ``start(body)`` and ``stop()`` can feed a stream
-(:class:`Source`): channel subscribers do, with no greenlet of their own.
+(:class:`~flask_streaming.transport.Source`): channel subscribers do, with no
+greenlet of their own.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from flask import has_request_context, request
 
-from .transport import logger
-
 if TYPE_CHECKING:
-    from .transport import Outbox, StreamBody
+    from .transport import Outbox, ResponseBody
+
+logger = logging.getLogger(__name__)
 
 
 class Task:
@@ -46,15 +48,6 @@ class Task:
             h.kill(block=True, timeout=timeout)
 
 
-class Source(Protocol):
-    """What feeds a :class:`StreamBody`: started after the first bytes went
-    out, stopped when the stream ends."""
-
-    def start(self, body: StreamBody) -> None: ...
-
-    def stop(self) -> None: ...
-
-
 class Producer:
     """Runs ``fn(outbox)`` in a :class:`Task` when the stream starts (after its
     first bytes went out) and kills it when the stream ends."""
@@ -65,7 +58,7 @@ class Producer:
         self.fn = fn
         self._task: Task | None = None
 
-    def start(self, body: StreamBody) -> None:
+    def start(self, body: ResponseBody) -> None:
         outbox = body.outbox
         self._task = Task(lambda: self.fn(outbox), green=body.green)
 

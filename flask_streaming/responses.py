@@ -1,5 +1,5 @@
 """Chunked and other streaming responses: text, bytes, NDJSON, downloads and
-a manual writer (:class:`ResponseStream`).
+a manual writer (:class:`ResponseWriter`).
 
 Every helper runs its iterable in a producer greenlet (inside the request
 context) and coalesces small yields into writes of up to ``buffer_size``
@@ -15,15 +15,16 @@ import os
 import ssl
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from flask import Response, current_app, request, send_file, stream_with_context
 
+from .deprecations import renamed
 from .producers import pump
 from .settings import get_settings
-from .sse import ServerSentEvent, json_dumps
-from .transport import Outbox, StreamBody, gevent_active
+from .sse import ServerSentEvent, StreamClosedError, json_dumps
+from .transport import Outbox, ResponseBody, gevent_active
 
 _TEXT = "text/plain"  # Werkzeug adds "; charset=utf-8" to text/* mimetypes
 #: Block size for reading files when the kernel's sendfile is not available.
@@ -42,8 +43,8 @@ def _to_bytes(item: Any) -> bytes:
 
 def _body(
     outbox: Outbox, *, flush_interval: float, producer: Any = None, on_close: Iterable[Any] = ()
-) -> StreamBody:
-    return StreamBody(
+) -> ResponseBody:
+    return ResponseBody(
         outbox,
         app=current_app._get_current_object(),  # type: ignore[attr-defined]
         environ=request.environ,
@@ -278,14 +279,19 @@ def download_response(
     return rv
 
 
-class ResponseStream:
-    """A manual writer (seed 003's ``createStream``): write from the view or
+class ResponseWriter:
+    """A manual writer of one streaming response: write from the view or
     from any greenlet, return :attr:`response` from the view.
 
     Writes are buffered until the response starts and coalesced like
     :func:`stream_response`. Every ``write*`` returns ``None`` or, once the
-    client left or the stream was closed, an :class:`~flask_streaming.sse.StreamClosedError`
-    (it never raises for that).
+    client left or the writer was closed, a
+    :class:`~flask_streaming.StreamClosedError`: it returns the error
+    instead of raising it, as sveltekit-sse's ``emit()`` does, so a producer
+    loop checks the result (or :attr:`closed`) and stops.
+
+    Named ``ResponseStream`` in 0.1; that name still works and warns
+    (:exc:`DeprecationWarning`).
 
     :param mimetype: the response's content type.
     :param on_close: called once when the stream ends, however it ends.
@@ -316,24 +322,22 @@ class ResponseStream:
         """``True`` once nothing written now would be sent."""
         return not self._outbox.open
 
-    def _put(self, data: bytes, flush: bool = False) -> Exception | None:
-        from .sse import StreamClosedError
-
+    def _put(self, data: bytes, flush: bool = False) -> StreamClosedError | None:
         if self._outbox.put(data, flush=flush):
             return None
         return StreamClosedError("the stream is closed")
 
-    def write(self, data: str | bytes) -> Exception | None:
+    def write(self, data: str | bytes) -> StreamClosedError | None:
         """Write text (as UTF-8) or bytes."""
         return self._put(_to_bytes(data))
 
-    def write_chunk(self, obj: Any) -> Exception | None:
+    def write_chunk(self, obj: Any) -> StreamClosedError | None:
         """Write *obj* as one line of compact JSON."""
         return self._put((self._dumps(obj) + "\n").encode("utf-8"))
 
     def write_sse(
         self, data: Any, *, event: str | None = None, id: str | int | None = None
-    ) -> Exception | None:
+    ) -> StreamClosedError | None:
         """Write one Server-Sent Event (sent at once)."""
         raw = ServerSentEvent(data, event=event, id=id).encode(self._dumps)
         return self._put(raw, flush=True)
@@ -341,3 +345,10 @@ class ResponseStream:
     def close(self) -> None:
         """End the response after what was written."""
         self._outbox.finish("closed")
+
+
+# Old names: typed aliases for type checkers, a warning at run time.
+if TYPE_CHECKING:
+    ResponseStream = ResponseWriter
+else:
+    __getattr__ = renamed(__name__, {"ResponseStream": "ResponseWriter"})

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .brokers.base import Subscriber, format_id, mark_position
-from .transport import StreamBody, gevent_active
+from .transport import ResponseBody, gevent_active
 
 logger = logging.getLogger("flask_streaming")
 
@@ -73,7 +73,7 @@ class GuardedSubscription:
         self.user = user
         self.recheck = recheck
 
-    def start(self, body: StreamBody) -> None:
+    def start(self, body: ResponseBody) -> None:
         self.registry.add(self)
         self.sub.start(body)
 

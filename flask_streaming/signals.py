@@ -11,7 +11,7 @@ from blinker import NamedSignal, Namespace
 _signals = Namespace()
 
 #: Sent when a streaming response starts sending (its headers and first bytes
-#: are on their way). Kwargs: ``stream`` (the :class:`~flask_streaming.transport.StreamBody`),
+#: are on their way). Kwargs: ``stream`` (the :class:`~flask_streaming.transport.ResponseBody`),
 #: ``channels`` (a tuple of channel names; empty for an app's own stream).
 stream_opened = _signals.signal("stream-opened")
 

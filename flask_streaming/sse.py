@@ -6,7 +6,7 @@
   while the generator waits, disconnect detection and a ``stream-error``
   event when it raises.
 * :func:`produce` is the push-style API of sveltekit-sse: ``start(stream)``
-  gets an :class:`EventStream` to ``emit`` on from any greenlet.
+  gets an :class:`EventWriter` to ``emit`` on from any greenlet.
 """
 
 from __future__ import annotations
@@ -17,14 +17,15 @@ from _json import encode_basestring as _c_encode_basestring
 from _json import encode_basestring_ascii as _c_encode_basestring_ascii
 from _json import make_encoder as _c_make_encoder
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Response, current_app, has_app_context, request, stream_with_context
 from flask.json.provider import DefaultJSONProvider
 
-from .producers import Producer, Source, pump
+from .deprecations import renamed
+from .producers import Producer, pump
 from .settings import get_settings
-from .transport import Outbox, StreamBody, gevent_active, retry_line
+from .transport import Outbox, ResponseBody, Source, gevent_active, retry_line
 from .transport import jittered_retry as _jittered_retry
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -223,8 +224,8 @@ def event_body(
     producer: Source | None = None,
     on_close: Iterable[Callable[[], Any]] = (),
     channels: tuple[str, ...] = (),
-) -> StreamBody:
-    """The :class:`~flask_streaming.transport.StreamBody` of an event stream
+) -> ResponseBody:
+    """The :class:`~flask_streaming.transport.ResponseBody` of an event stream
     in the current request: it opens with :data:`PRELUDE` and, when *retry*
     (ms; default ``STREAMING_RETRY``) is set, a ``retry:`` line; heartbeats
     (:data:`PING`) every *ping* seconds (default
@@ -245,7 +246,7 @@ def event_body(
         # A retry field takes effect when its line is parsed: no blank line,
         # it rides on the first event (no phantom event, see PING).
         prelude += retry_line(retry)
-    return StreamBody(
+    return ResponseBody(
         outbox,
         app=current_app._get_current_object(),  # type: ignore[attr-defined]
         environ=request.environ,
@@ -260,9 +261,9 @@ def event_body(
 
 
 def event_stream_response(
-    body: StreamBody, *, headers: Mapping[str, str] | None = None, status: int = 200
+    body: ResponseBody, *, headers: Mapping[str, str] | None = None, status: int = 200
 ) -> Response:
-    """Wrap a :class:`~flask_streaming.transport.StreamBody` of SSE bytes in a
+    """Wrap a :class:`~flask_streaming.transport.ResponseBody` of SSE bytes in a
     :class:`~flask.Response` with the event-stream headers
     (:data:`SSE_HEADERS`; *headers* are applied last, so a ``Content-Type``
     of the caller's wins)."""
@@ -320,13 +321,19 @@ def sse_response(
 
 
 class StreamClosedError(Exception):
-    """Returned (not raised) by :meth:`EventStream.emit` once the stream ended."""
+    """Returned (not raised) by :meth:`EventWriter.emit` and
+    :meth:`~flask_streaming.ResponseWriter.write` once the stream ended."""
 
 
-class EventStream:
-    """The handle :func:`produce` passes to ``start``: emit events, close.
+class EventWriter:
+    """What :func:`produce` passes to ``start``: emit events, close.
 
-    Emitting is safe from any greenlet of the worker.
+    Emitting is safe from any greenlet of the worker. :meth:`emit` returns
+    an error value instead of raising once the stream ended, as
+    sveltekit-sse's ``emit()`` does.
+
+    Named ``EventStream`` in 0.1; that name still works and warns
+    (:exc:`DeprecationWarning`).
     """
 
     def __init__(self, outbox: Outbox, dumps: Callable[[Any], str]) -> None:
@@ -359,7 +366,7 @@ class EventStream:
 
 
 def produce(
-    start: Callable[[EventStream], Callable[[], Any] | None],
+    start: Callable[[EventWriter], Callable[[], Any] | None],
     *,
     ping: float | None = None,
     stop: Callable[[], Any] | None = None,
@@ -370,13 +377,13 @@ def produce(
     ``produce``.
 
     ``start`` runs in its own greenlet inside the request context and gets an
-    :class:`EventStream`. The stream stays open (locked) until
-    :meth:`EventStream.close` or until the client leaves. If ``start``
+    :class:`EventWriter`. The stream stays open (locked) until
+    :meth:`EventWriter.close` or until the client leaves. If ``start``
     returns a callable, it is called when the stream ends; so is *stop*.
     If ``start`` raises, a ``stream-error`` event is sent and the connection
     aborted.
     """
-    stream = EventStream(Outbox(), json_dumps())
+    stream = EventWriter(Outbox(), json_dumps())
     cancels: list[Callable[[], Any]] = [stop] if stop else []
     on_error = error_event()
 
@@ -410,7 +417,7 @@ def produce(
 __all__ = [
     "PING",
     "PRELUDE",
-    "EventStream",
+    "EventWriter",
     "ServerSentEvent",
     "StreamClosedError",
     "event_stream_response",
@@ -419,3 +426,9 @@ __all__ = [
     "produce",
     "sse_response",
 ]
+
+# Old names: typed aliases for type checkers, a warning at run time.
+if TYPE_CHECKING:
+    EventStream = EventWriter
+else:
+    __getattr__ = renamed(__name__, {"EventStream": "EventWriter"})

@@ -1,16 +1,24 @@
 """How encoded bytes get from a producer to the WSGI server.
 
-Every streaming response of flask_streaming is a :class:`StreamBody`: a WSGI
-iterable that drains an :class:`Outbox` with one write per wake-up, sends a
-heartbeat while idle, notices a client that went away, and runs its close
-callbacks exactly once, whatever ended the stream.
+Every streaming response of flask_streaming is a :class:`ResponseBody`: a
+WSGI iterable that drains an :class:`Outbox` with one write per wake-up,
+sends a heartbeat while idle, notices a client that went away, and runs its
+close callbacks exactly once, whatever ended the stream. This module knows
+bytes only: what they encode (events, NDJSON, chunks) is decided above it.
 
-Producers fill the outbox from wherever they run: a greenlet that iterates an
-app's generator (:func:`~flask_streaming.producers.pump`), a view's own greenlet through
-:class:`~flask_streaming.responses.ResponseStream`, or (in the channels issue)
-a broker's fan-out. Under gunicorn's gevent worker the producer is a
-greenlet; under any other server it is a daemon thread, and one warning says
-that long-lived streams need gevent.
+A :class:`Source` fills the outbox from wherever it runs: a greenlet that
+iterates an app's generator (:func:`~flask_streaming.producers.pump`), a
+view's own greenlet through :class:`~flask_streaming.ResponseWriter`, or a
+broker's fan-out. Under gunicorn's gevent worker the producer is a greenlet;
+under any other server it is a daemon thread, and one warning says that
+long-lived streams need gevent.
+
+Vocabulary: a *stream* is one streaming response, from its first bytes to
+its close (what :data:`~flask_streaming.signals.stream_opened` and
+:data:`~flask_streaming.signals.stream_closed` report); its *body* is the
+:class:`ResponseBody` the server iterates; *writers*
+(:class:`~flask_streaming.EventWriter`, :class:`~flask_streaming.ResponseWriter`)
+are what an app's code writes to.
 """
 
 from __future__ import annotations
@@ -27,21 +35,19 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from flask import Flask
 
+from .deprecations import renamed
 from .signals import stream_closed, stream_opened
 
-if TYPE_CHECKING:
-    from .producers import Source
-
-logger = logging.getLogger("flask_streaming")
+logger = logging.getLogger(__name__)
 
 _ids = itertools.count(1)
 _warned_sync = False
 #: Streams of this process that started and have not closed yet.
-open_streams: set[StreamBody] = set()
+open_streams: set[ResponseBody] = set()
 _hook_pid = 0
 _shutting_down = False
 
@@ -158,14 +164,14 @@ def _writable(fd: int) -> bool:
     return bool(p.poll(0))
 
 
-#: ``request.environ`` key of the request's :class:`StreamBody`: it stays
+#: ``request.environ`` key of the request's :class:`ResponseBody`: it stays
 #: reachable when a middleware or ``after_request`` hook wrapped or replaced
 #: the response body.
 BODY_ENVIRON_KEY = "flask_streaming.body"
 
 
 class StreamAborted(BrokenPipeError):
-    """Raised out of a :class:`StreamBody` after a producer failed, so that the
+    """Raised out of a :class:`ResponseBody` after a producer failed, so that the
     server aborts the connection instead of ending a short body cleanly (a
     chunked response then looks truncated to the client, never complete).
 
@@ -447,7 +453,17 @@ class _DisconnectWatcher:
             self._watcher = None
 
 
-class StreamBody:
+class Source(Protocol):
+    """What feeds a :class:`ResponseBody`'s outbox: started after the first
+    bytes went out, stopped when the stream ends (a
+    :class:`~flask_streaming.producers.Producer`, a channel subscription)."""
+
+    def start(self, body: ResponseBody) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class ResponseBody:
     """The WSGI iterable of a streaming response.
 
     :param outbox: where producers put encoded bytes.
@@ -665,3 +681,10 @@ class StreamBody:
                 logger.exception("flask_streaming: a stop callback raised")
         if self.started and self.app is not None:
             stream_closed.send(self.app, stream=self, channels=self.channels, reason=outbox.reason)
+
+
+# Old names: typed aliases for type checkers, a warning at run time.
+if TYPE_CHECKING:
+    StreamBody = ResponseBody
+else:
+    __getattr__ = renamed(__name__, {"StreamBody": "ResponseBody"})

@@ -105,7 +105,7 @@ class HttpConn:
         self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()
         # The prelude comes after the subscription is registered and its
-        # replay queued (StreamBody starts the producer first).
+        # replay queued (ResponseBody starts the producer first).
         assert opened.wait(15), "the stream did not open"
 
     def poll(self) -> list[Event]:

@@ -7,7 +7,7 @@ from pathlib import Path
 from flask import Flask
 
 from flask_streaming import (
-    ResponseStream,
+    ResponseWriter,
     Streaming,
     chunked_response,
     download_response,
@@ -53,7 +53,7 @@ def file_download(name):
 
 @app.get("/manual")
 def manual():
-    stream = ResponseStream(mimetype="application/x-ndjson")
+    stream = ResponseWriter(mimetype="application/x-ndjson")
 
     def work():
         for step in range(3):

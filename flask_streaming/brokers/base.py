@@ -27,7 +27,7 @@ from typing import Any
 from ..errors import BadRequest
 from ..signals import events_delivered, stream_reset_sent
 from ..sse import ServerSentEvent
-from ..transport import Outbox, StreamBody, gevent_active, jittered_retry
+from ..transport import Outbox, ResponseBody, gevent_active, jittered_retry
 
 logger = logging.getLogger("flask_streaming")
 
@@ -206,7 +206,7 @@ class Subscriber:
         #: with a disconnect the client should come back from
         self.retry = 3000
 
-    def start(self, body: StreamBody) -> None:
+    def start(self, body: ResponseBody) -> None:
         self.broker.attach(self)
 
     def stop(self) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 from flask import Flask, jsonify, request
 
 from flask_streaming import (
-    ResponseStream,
+    ResponseWriter,
     Streaming,
     chunked_response,
     download_response,
@@ -190,9 +190,9 @@ def create_app() -> Flask:
 
     @app.get("/manual")
     def manual() -> Any:
-        """A ResponseStream written from another greenlet (a monkey-patched thread)."""
+        """A ResponseWriter written from another greenlet (a monkey-patched thread)."""
         count = request.args.get("count", 100, type=int)
-        stream = ResponseStream(mimetype="application/x-ndjson")
+        stream = ResponseWriter(mimetype="application/x-ndjson")
 
         def work() -> None:
             for i in range(count):
