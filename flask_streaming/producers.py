@@ -27,7 +27,10 @@ logger = logging.getLogger(__name__)
 class Task:
     """A producer running beside the writer: a greenlet under gevent, a daemon
     thread elsewhere. :meth:`kill` stops a greenlet at once (its ``finally``
-    blocks run); a thread stops at its next write to a finished outbox."""
+    blocks run); a thread stops at its next write to a finished outbox.
+
+    :meta private:
+    """
 
     __slots__ = ("_handle",)
 
@@ -50,7 +53,10 @@ class Task:
 
 class Producer:
     """Runs ``fn(outbox)`` in a :class:`Task` when the stream starts (after its
-    first bytes went out) and kills it when the stream ends."""
+    first bytes went out) and kills it when the stream ends.
+
+    :meta private:
+    """
 
     __slots__ = ("_task", "fn")
 
@@ -85,6 +91,8 @@ def pump(
     :param encode: turns one item into bytes (``b""`` to skip it).
     :param on_error: bytes to send to the client before aborting when the
         iterable raises (``None``: abort without a word).
+
+    :meta private:
     """
 
     where = "outside a request"

@@ -28,7 +28,7 @@ from .transport import Outbox, ResponseBody, gevent_active
 
 _TEXT = "text/plain"  # Werkzeug adds "; charset=utf-8" to text/* mimetypes
 #: Block size for reading files when the kernel's sendfile is not available.
-FILE_BLOCK = 1 << 20
+_FILE_BLOCK = 1 << 20
 
 
 def _to_bytes(item: Any) -> bytes:
@@ -169,7 +169,10 @@ def chunked_response(
 
 def safe_filename(name: str) -> str:
     """*name* with control characters and path separators replaced, so that
-    it can go into a header and never names a path."""
+    it can go into a header and never names a path.
+
+    :meta private:
+    """
     cleaned = "".join(
         "_" if unicodedata.category(c)[0] == "C" or c in "/\\" else c for c in str(name)
     )
@@ -177,7 +180,8 @@ def safe_filename(name: str) -> str:
 
 
 def content_disposition(filename: str, *, as_attachment: bool = True) -> str:
-    """A ``Content-Disposition`` value (RFC 6266): a quoted ASCII ``filename``
+    """A ``Content-Disposition`` value (`RFC 6266
+    <https://www.rfc-editor.org/rfc/rfc6266>`_): a quoted ASCII ``filename``
     and, for non-ASCII names, ``filename*=UTF-8''...``."""
     from werkzeug.http import dump_options_header
 
@@ -212,7 +216,7 @@ class _FileBody:
             f.seek(self.offset)
             left = self.length
             while left > 0:
-                block = f.read(min(FILE_BLOCK, left))
+                block = f.read(min(_FILE_BLOCK, left))
                 if not block:
                     raise OSError(f"{self.path} shrank while being sent")
                 left -= len(block)
@@ -246,8 +250,9 @@ def download_response(
 
     :param source: a path (``str`` or :class:`os.PathLike`): Flask's
         :func:`~flask.send_file` does the headers, conditional requests and
-        ``Range``, and the body goes out through the kernel's ``sendfile``
-        under gevent. Or an iterable of ``str``/``bytes`` streamed as is.
+        ``Range`` (`RFC 9110 <https://www.rfc-editor.org/rfc/rfc9110>`_,
+        sections 13 and 14), and the body goes out through the kernel's
+        ``sendfile`` under gevent. Or an iterable of ``str``/``bytes`` streamed as is.
     :param filename: the name the browser saves as (any text: control
         characters and path separators are replaced).
     """

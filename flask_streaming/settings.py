@@ -449,7 +449,7 @@ class Settings:
     #: Segments per upload: segment numbers run 0..max_segments-1.
     max_segments: int = _key(10000, _count(1))
     #: Seconds without activity after which an unfinished upload session
-    #: expires and its data is removed (svelte-stream's 10 minutes).
+    #: expires and its data is removed (10 minutes, as svelte-stream's server).
     session_timeout: float = _key(600.0, _seconds(0.0, positive=True))
     #: Open upload sessions per client address (``0``: no limit); beyond it
     #: creating one answers 429.

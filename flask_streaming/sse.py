@@ -1,7 +1,8 @@
 """Server-Sent Events: the encoder and the response helpers.
 
 * :class:`ServerSentEvent` encodes one event exactly to the WHATWG
-  event-stream rules.
+  event-stream rules (HTML Living Standard, "Server-sent events",
+  https://html.spec.whatwg.org/multipage/server-sent-events.html).
 * :func:`sse_response` streams an app's own (sync) generator, with heartbeats
   while the generator waits, disconnect detection and a ``stream-error``
   event when it raises.

@@ -46,7 +46,8 @@ logger = logging.getLogger(__name__)
 
 _ids = itertools.count(1)
 _warned_sync = False
-#: Streams of this process that started and have not closed yet.
+#: Streams of this process that started and have not closed yet
+#: (read-only outside this module; ``len()`` is the count). :meta private:
 open_streams: set[ResponseBody] = set()
 _hook_pid = 0
 _shutting_down = False
@@ -136,7 +137,10 @@ def _install_shutdown_hook() -> None:
 
 def set_socket_timeout(environ: dict[str, Any], seconds: float | None) -> None:
     """Set the timeout of the client's socket under gunicorn's gevent worker
-    (no-op elsewhere): reads and writes that wait longer fail."""
+    (no-op elsewhere): reads and writes that wait longer fail.
+
+    :meta private:
+    """
     sock = environ.get("gunicorn.socket")
     if sock is None or not gevent_active():
         return
@@ -166,7 +170,7 @@ def _writable(fd: int) -> bool:
 
 #: ``request.environ`` key of the request's :class:`ResponseBody`: it stays
 #: reachable when a middleware or ``after_request`` hook wrapped or replaced
-#: the response body.
+#: the response body. :meta private:
 BODY_ENVIRON_KEY = "flask_streaming.body"
 
 
@@ -261,6 +265,8 @@ class Outbox:
     :param max_delay: seconds a producer that never blocks lets data wait
         before it gives the writer a turn.
     :param green: use gevent primitives (else thread-safe ones).
+
+    :meta private:
     """
 
     __slots__ = (
@@ -456,7 +462,10 @@ class _DisconnectWatcher:
 class Source(Protocol):
     """What feeds a :class:`ResponseBody`'s outbox: started after the first
     bytes went out, stopped when the stream ends (a
-    :class:`~flask_streaming.producers.Producer`, a channel subscription)."""
+    :class:`~flask_streaming.producers.Producer`, a channel subscription).
+
+    :meta private:
+    """
 
     def start(self, body: ResponseBody) -> None: ...
 

@@ -1,4 +1,5 @@
-"""The tus 1.0.0 resumable-upload protocol on the upload store.
+"""The tus 1.0.0 resumable-upload protocol on the upload store
+(https://tus.io/protocols/resumable-upload).
 
 =====================================================  =============================
 ``OPTIONS {prefix}/tus/``                              capabilities (204)
