@@ -251,20 +251,38 @@ http {{
 """
 
 
+class NginxProcess(ServerProcess):
+    """nginx in the foreground (``daemon off``) from the config *conf* in
+    the scratch folder *prefix*; its output goes to ``prefix/nginx.out``."""
+
+    def __init__(self, prefix: Path, conf: Path, **kwargs: Any) -> None:
+        super().__init__(log_path=prefix / "nginx.out", **kwargs)
+        self.prefix = prefix
+        self.conf = conf
+        self.error_log = prefix / "error.log"
+
+    def command(self) -> list[str]:
+        nginx = nginx_binary() or "nginx"
+        return [
+            nginx, "-p", f"{self.prefix}/", "-e", str(self.error_log), "-c", str(self.conf),
+            "-g", "daemon off;",
+        ]  # fmt: skip
+
+
 class NchanServer:
-    """nginx + nchan in the foreground (``daemon off``, one worker, pinned,
-    under ``ulimit -n``) from a generated config in a scratch folder, and
-    the publisher app (:mod:`benchmarks.peers.nchan_publisher`) behind it.
-    Both are stopped by their pids."""
+    """nginx + nchan (one worker, pinned, under ``ulimit -n``) from a
+    generated config in a scratch folder, and the publisher app
+    (:mod:`benchmarks.peers.nchan_publisher`) behind it. Both are stopped by
+    their pids."""
 
     def __init__(self, ctx: Context, *, nofile: int, module: Path, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.cpu = ctx.server_cpu
         self.nofile = nofile
         self.module = module
-        self.prefix = Path(tempfile.mkdtemp(prefix="nginx-", dir=ctx.data_dir))
-        self.error_log = self.prefix / "error.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        prefix = Path(tempfile.mkdtemp(prefix="nginx-", dir=ctx.data_dir))
+        self.nginx = NginxProcess(
+            prefix, prefix / "nginx.conf", port=free_port(), cpu=ctx.server_cpu, nofile=nofile
+        )
+        self.port = self.nginx.port
         self.worker = 0
         self.helper = gunicorn(
             NCHAN.app,
@@ -272,51 +290,48 @@ class NchanServer:
             cpu=ctx.server_cpu,
             env={"BENCH_NCHAN_PORT": str(self.port), **env},
             args=["--backlog", "4096"],
-            log_path=self.prefix / "publisher.log",
+            log_path=prefix / "publisher.log",
         )
         self.helper.port = free_port()
+
+    @property
+    def pid(self) -> int | None:
+        """The nginx master's pid (``None`` when not running)."""
+        return self.nginx.pid
 
     def start(self, timeout: float = 30.0) -> NchanServer:
         """Write the config, start nginx, find its worker, start the helper,
         and wait until ``/health`` answers through nginx."""
-        conf = self.prefix / "nginx.conf"
-        conf.write_text(
+        self.nginx.conf.write_text(
             nchan_conf(
-                prefix=self.prefix,
+                prefix=self.nginx.prefix,
                 module=self.module,
                 port=self.port,
                 helper_port=self.helper.port,
                 nofile=self.nofile,
             )
         )
-        nginx = nginx_binary() or "nginx"
-        cmd = [nginx, "-p", f"{self.prefix}/", "-e", str(self.error_log), "-c", str(conf)]
-        cmd += ["-g", "daemon off;"]
-        if self.cpu is not None:
-            cmd = ["taskset", "-c", str(self.cpu), *cmd]
-        cmd = ["sh", "-c", 'ulimit -n "$0" && exec "$@"', str(self.nofile), *cmd]
-        with open(self.prefix / "nginx.out", "ab") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
-        while not self.worker:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"nginx exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"nginx started no worker:\n{self.log_tail()}")
-            workers = child_pids(self.proc.pid)
-            self.worker = workers[0] if workers else 0
-            time.sleep(0.05)
-        self.helper.env["BENCH_NCHAN_PID"] = str(self.worker)
         try:
+            self.nginx.start(timeout)
+            while not self.worker:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("nginx started no worker")
+                workers = child_pids(self.nginx.pid or 0)
+                self.worker = workers[0] if workers else 0
+                time.sleep(0.05)
+            self.helper.env["BENCH_NCHAN_PID"] = str(self.worker)
             self.helper.start(timeout)
             while True:
                 with contextlib.suppress(OSError):
                     if fetch(self.port, "/health", timeout=2.0, keep_body=True).status == 200:
                         return self
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"nginx did not proxy /health:\n{self.log_tail()}")
+                    raise RuntimeError("nginx did not proxy /health")
                 time.sleep(0.1)
+        except RuntimeError as exc:
+            self.stop()
+            raise RuntimeError(f"{exc}:\n{self.log_tail()}") from None
         except BaseException:
             self.stop()
             raise
@@ -325,7 +340,7 @@ class NchanServer:
         """Stop the helper, then nginx (``SIGTERM``: fast shutdown) by its
         pid; kill the master and its worker if it hangs."""
         self.helper.stop()
-        proc, self.proc = self.proc, None
+        proc, self.nginx.proc = self.nginx.proc, None
         if stop_process(proc) == -signal.SIGKILL and self.worker:
             with contextlib.suppress(OSError):
                 os.kill(self.worker, signal.SIGKILL)
@@ -333,7 +348,7 @@ class NchanServer:
     def log_tail(self, lines: int = 30) -> str:
         """The end of nginx's error log and of the helper's log."""
         try:
-            text = self.error_log.read_text(errors="replace")
+            text = self.nginx.error_log.read_text(errors="replace")
         except OSError:
             text = ""
         return "\n".join(text.splitlines()[-lines:]) + "\n" + self.helper.log_tail(lines)
@@ -510,9 +525,7 @@ def _client(ctx: Context, port: int, path: str, publish: str, **opts: Any) -> It
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+        stop_process(proc, kill=True)
         for f in (proc.stdin, proc.stdout):
             if f is not None:
                 with contextlib.suppress(OSError):

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from flask_streaming.testing import GunicornServer
-from flask_streaming.testing import free_port as free_port  # for the scenario modules
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Seconds a benchmark server may take to answer its first ``/health``.

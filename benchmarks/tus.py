@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -40,10 +39,9 @@ from typing import Any
 
 from flask import Flask
 
-from benchmarks.harness import free_port
 from benchmarks.uploads import ROOT, SEGMENT, MiB, cpus_of, kib, median_row, row
 from benchmarks.uploads import create_app as _uploads_app
-from flask_streaming.testing import GunicornServer, wait_for_port
+from flask_streaming.testing import GunicornServer, ServerProcess
 
 NODE_DIR = Path(ROOT) / "benchmarks" / "node"
 CHUNK = SEGMENT  # 8 MiB
@@ -110,44 +108,16 @@ def _raw_put(base: str, source: str) -> None:
 # --- servers ------------------------------------------------------------------
 
 
-class NodeServer:
-    """``node benchmarks/node/server.cjs`` on a free port (stopped by pid)."""
+class NodeServer(ServerProcess):
+    """``node benchmarks/node/server.cjs`` serving *folder* on a free port
+    (started, waited for and stopped by pid as every test server is)."""
 
     def __init__(self, folder: str, cpu: int | None = None) -> None:
+        super().__init__(cpu=cpu)
         self.folder = folder
-        self.cpu = cpu
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> NodeServer:
-        cmd = ["node", str(NODE_DIR / "server.cjs"), self.folder, str(self.port)]
-        if self.cpu is not None:
-            cmd = ["taskset", "-c", str(self.cpu), *cmd]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_for_port(self.port, self.proc, 20)
-        except RuntimeError as exc:
-            self.stop()
-            raise RuntimeError(f"the node tus server: {exc}") from None
-        return self
-
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    def command(self) -> list[str]:
+        return ["node", str(NODE_DIR / "server.cjs"), self.folder, str(self.port)]
 
 
 def node_ready() -> str | None:
@@ -229,15 +199,17 @@ def _node(source: str, digest: str, total: int, cpu: int | None = None) -> dict[
     os.sync()
     try:
         server.start()
+        pid = server.pid
+        assert pid is not None
         import requests
 
         requests.options(server.url + "/files", timeout=10)
-        base = kib(server.pid(), "VmRSS")
-        cpus = cpus_of(server.pid())
+        base = kib(pid, "VmRSS")
+        cpus = cpus_of(pid)
         t = time.perf_counter()
         url = _tuspy(server.url, "/files", source)
         seconds = time.perf_counter() - t
-        peak = kib(server.pid(), "VmHWM")
+        peak = kib(pid, "VmHWM")
         row = _row("peer: @tus/server + file-store", total, seconds, base, peak)
         row["server_cpus"] = cpus
         row["check"] = _file_sha256(os.path.join(folder, url.rsplit("/", 1)[1])) == digest
