@@ -119,7 +119,10 @@ def test_outbox_flush_wakes_and_marks_urgent() -> None:
     assert not box.urgent
 
 
-def test_outbox_wait_room_blocks_until_drained() -> None:
+@pytest.mark.parametrize(
+    "release", [Outbox.drain, Outbox.disconnect], ids=["drained", "client gone"]
+)
+def test_outbox_wait_room_blocks_until_drained_or_gone(release: Callable[[Outbox], Any]) -> None:
     box = outbox(high_water=4)
     box.put(b"12345")
     done = threading.Event()
@@ -130,22 +133,7 @@ def test_outbox_wait_room_blocks_until_drained() -> None:
 
     threading.Thread(target=producer, daemon=True).start()
     assert not done.wait(0.05)  # behind by high_water: blocked
-    box.drain()
-    assert done.wait(WAIT)
-
-
-def test_outbox_wait_room_returns_when_the_client_leaves() -> None:
-    box = outbox(high_water=1)
-    box.put(b"xx")
-    done = threading.Event()
-
-    def producer() -> None:
-        box.wait_room()
-        done.set()
-
-    threading.Thread(target=producer, daemon=True).start()
-    assert not done.wait(0.05)
-    box.disconnect()
+    release(box)
     assert done.wait(WAIT)
 
 
