@@ -48,6 +48,7 @@ def _body(
         outbox,
         app=current_app._get_current_object(),  # type: ignore[attr-defined]
         environ=request.environ,
+        send_timeout=get_settings().send_timeout,
         flush_interval=flush_interval,
         producer=producer,
         on_close=on_close,

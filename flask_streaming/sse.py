@@ -258,6 +258,7 @@ def event_body(
         on_close=on_close,
         channels=channels,
         shutdown_retry=base_retry,
+        send_timeout=settings.send_timeout,
     )
 
 

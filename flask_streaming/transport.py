@@ -37,10 +37,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
-from flask import Flask
-
 from .deprecations import renamed
 from .signals import stream_closed, stream_opened
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 logger = logging.getLogger(__name__)
 
@@ -487,6 +488,9 @@ class ResponseBody:
     :param shutdown_retry: for event streams, the normal ``retry`` (ms):
         when the worker shuts down the stream gets a jittered one above it
         and ends. ``None``: the stream runs to its end.
+    :param send_timeout: seconds a write may wait for room in the socket
+        under gevent before the client is cut off (``0``: no limit; the
+        callers pass ``STREAMING_SEND_TIMEOUT``).
     """
 
     __slots__ = (
@@ -524,7 +528,7 @@ class ResponseBody:
         on_close: Iterable[Callable[[], Any]] = (),
         channels: tuple[str, ...] = (),
         shutdown_retry: int | None = None,
-        send_timeout: float | None = None,
+        send_timeout: float = 0.0,
     ) -> None:
         self.id = next(_ids)
         self.outbox = outbox
@@ -541,10 +545,6 @@ class ResponseBody:
         self.on_close = tuple(on_close)
         self.channels = channels
         self.shutdown_retry = shutdown_retry
-        if send_timeout is None:
-            from .settings import get_settings
-
-            send_timeout = get_settings(app).send_timeout if app is not None else 0.0
         #: seconds a write may wait for a client that stopped reading
         self.send_timeout = send_timeout
         self.started = False

@@ -802,3 +802,26 @@ def test_response_stream_after_client_left(app: Flask, client: Any) -> None:
     assert closed.is_set()
     assert done.wait(WAIT)
     assert isinstance(outcome[0], StreamClosedError)
+
+
+# --- the settings every body gets ---------------------------------------------------
+
+
+def test_every_body_gets_the_apps_send_timeout(tmp_path: Path) -> None:
+    """``STREAMING_SEND_TIMEOUT`` reaches the body of each kind of streaming
+    response (the transport reads no settings: the helpers pass it)."""
+    app = Flask("timeouts", instance_path=str(tmp_path))
+    app.config["STREAMING_SEND_TIMEOUT"] = 7.5
+    Streaming(app)
+    with app.test_request_context("/"):
+        bodies = [
+            stream_response(iter(["x"])).response,
+            ndjson_response(iter([1])).response,
+            chunked_response(iter(["x"])).response,
+            sse_response(iter(["x"])).response,
+            produce(lambda stream: None).response,
+            ResponseWriter().response.response,
+        ]
+        for body in bodies:
+            assert body.send_timeout == 7.5, body  # type: ignore[attr-defined]
+            body.close()  # type: ignore[attr-defined]

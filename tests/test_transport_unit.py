@@ -12,6 +12,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -326,6 +327,37 @@ def test_producer_gets_the_outbox() -> None:
         box.finish()
 
     assert serve(ResponseBody(outbox(), producer=Producer(fill))) == b"from a thread"
+
+
+# --- the layer ---------------------------------------------------------------------
+
+
+def _package_imports(module: str) -> set[str]:
+    """The flask_streaming modules *module* imports anywhere in its source
+    (top level, in functions, under ``TYPE_CHECKING``)."""
+    import ast
+
+    mod = importlib.import_module(module)
+    assert mod.__file__ is not None
+    tree = ast.parse(Path(mod.__file__).read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.ImportFrom):
+            names = [("." * node.level) + (node.module or "")]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        for name in names:
+            if name.startswith("flask_streaming.") or name.startswith("."):
+                found.add(name.removeprefix("flask_streaming").lstrip("."))
+    return found
+
+
+def test_transport_imports_nothing_above_it() -> None:
+    """Transport moves bytes: it knows no encoder, producer, response helper
+    or settings, only the signals it sends (and the deprecation helper)."""
+    assert _package_imports("flask_streaming.transport") <= {"signals", "deprecations"}
+    assert _package_imports("flask_streaming.producers") <= {"transport"}
 
 
 # --- deprecated names ------------------------------------------------------------------
