@@ -22,7 +22,7 @@ from .settings import Settings, get_settings
 from .sse import SSE_HEADERS, ServerSentEvent, event_body, event_stream_response, jittered_retry
 from .transport import Outbox
 
-logger = logging.getLogger("flask_streaming")
+logger = logging.getLogger(__name__)
 _warned_memory_multiprocess = False
 
 

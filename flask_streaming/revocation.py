@@ -30,7 +30,7 @@ from typing import Any
 from .brokers.base import Subscriber, format_id, mark_position
 from .transport import ResponseBody, gevent_active
 
-logger = logging.getLogger("flask_streaming")
+logger = logging.getLogger(__name__)
 
 #: The ``stream-closed`` reason of a stream ended by revocation.
 REVOKED = "revoked"

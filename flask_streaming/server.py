@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .settings import Settings
 
-logger = logging.getLogger("flask_streaming")
+logger = logging.getLogger(__name__)
 
 
 def gunicorn_config() -> Any | None:

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from _json import encode_basestring as _c_encode_basestring
 from _json import encode_basestring_ascii as _c_encode_basestring_ascii
@@ -28,6 +29,9 @@ from .producers import Producer, pump
 from .settings import get_settings
 from .transport import Outbox, ResponseBody, Source, gevent_active, retry_line
 from .transport import jittered_retry as _jittered_retry
+
+logger = logging.getLogger(__name__)
+
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _FORBIDDEN = re.compile(r"[\r\n\x00]")
@@ -393,7 +397,7 @@ def produce(
         try:
             cancel = start(stream)
         except Exception as exc:
-            current_app.logger.exception("flask_streaming: produce() start raised")
+            logger.exception("flask_streaming: produce() start raised")
             stream._outbox.finish("error", on_error(exc))
             return
         if callable(cancel):

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from .errors import StreamingError, http_error_response
 from .settings import Settings
 from .transport import set_socket_timeout
+
+logger = logging.getLogger(__name__)
 
 #: Request headers a cross-origin client may send (tus and the native
 #: upload protocol included).
@@ -27,6 +30,7 @@ CORS_EXPOSE_HEADERS = (
     "Tus-Max-Size, Tus-Extension, Upload-Metadata, Upload-Defer-Length, Upload-Concat, "
     "Upload-Expires"
 )
+
 CORS_METHODS = "GET, POST, HEAD, PATCH, DELETE, OPTIONS"
 
 
@@ -95,7 +99,7 @@ def create_blueprint(
         # the JSON shape, 507 when out of space.
         from .uploads.bodies import storage_error
 
-        current_app.logger.error("flask_streaming: storage error: %s", exc)
+        logger.error("flask_streaming: storage error: %s", exc)
         return storage_error(exc).response()
 
     @bp.after_request

@@ -29,7 +29,7 @@ from ..signals import events_delivered, stream_reset_sent
 from ..sse import ServerSentEvent
 from ..transport import Outbox, ResponseBody, gevent_active, jittered_retry
 
-logger = logging.getLogger("flask_streaming")
+logger = logging.getLogger(__name__)
 
 #: Channel names: letters, digits and ``_ . : @ / + = -``, 1 to 128 of them.
 CHANNEL_NAME = re.compile(r"[A-Za-z0-9_.:@/+=\-]{1,128}")

@@ -54,7 +54,7 @@ from .base import (
     parse_last_event_id,
 )
 
-logger = logging.getLogger("flask_streaming")
+logger = logging.getLogger(__name__)
 
 #: Redis connections a process uses for publishing and replay (besides its
 #: one pub/sub connection).

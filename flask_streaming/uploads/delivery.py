@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import os
 import secrets
 import socket
@@ -39,6 +40,8 @@ from blinker import Signal
 from ..signals import segment_committed, upload_committed
 from .segments import Segment
 from .sessions import UploadSession
+
+logger = logging.getLogger(__name__)
 
 #: Seconds after which a marker owned by a process on another host is
 #: taken over (its liveness cannot be checked from here).
@@ -163,4 +166,4 @@ def _send(app: Any, signal: Signal, kwargs: dict[str, Any]) -> None:
             receiver(app, **kwargs)
         except Exception:
             name = getattr(signal, "name", "post-commit")
-            app.logger.exception("a %s receiver failed (the commit stands)", name)
+            logger.exception("a %s receiver failed (the commit stands)", name)

@@ -15,7 +15,7 @@ import os
 import stat
 from typing import IO
 
-logger = logging.getLogger("flask_streaming")
+logger = logging.getLogger(__name__)
 
 #: Mode of every folder the store creates.
 DIR_MODE = 0o700

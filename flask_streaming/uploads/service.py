@@ -28,6 +28,7 @@ idempotent per ``(session.id, segment.index)``.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import IO, Any
@@ -66,6 +67,9 @@ from .results import (
 from .sessions import COMPLETED, OPEN, UploadSession, new_session_id, valid_session_id
 from .storage import Storage
 from .transaction import Transaction
+
+logger = logging.getLogger(__name__)
+
 
 #: ``fn(action, session) -> bool``; actions: ``create`` (session ``None``),
 #: ``append``, ``complete``, ``status``, ``read``, ``abort`` (see
@@ -134,7 +138,7 @@ class UploadService:
             outcome = "refused"
             raise
         except HookResultInvalid as exc:
-            self.app.logger.error("flask_streaming: %s", exc)
+            logger.error("flask_streaming: %s", exc)
             raise HookFailed(
                 f"a {what} receiver returned a result the server cannot send (a server"
                 " bug); nothing was accepted, sending again will not help",
@@ -142,7 +146,7 @@ class UploadService:
                 hook=what,
             ) from exc
         except Exception as exc:
-            self.app.logger.exception("a %s receiver failed", what)
+            logger.exception("a %s receiver failed", what)
             raise HookFailed(
                 f"a {what} receiver failed on the server; nothing was accepted, send again",
                 hook=what,

@@ -45,7 +45,7 @@ from .private_files import DIR_MODE, make_private_dir, open_fd, open_private, wa
 from .segments import BLOCK_SIZE
 from .sessions import UploadSession, valid_session_id
 
-logger = logging.getLogger("flask_streaming")
+logger = logging.getLogger(__name__)
 
 
 class Staging(Protocol):

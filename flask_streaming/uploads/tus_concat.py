@@ -25,6 +25,7 @@ Everything here goes through the service's public interface
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -34,6 +35,8 @@ from .core import UploadCore
 from .ranges import FINAL, PARTIAL, finish_if_complete
 from .segments import BLOCK_SIZE
 from .sessions import COMPLETED, UploadSession, new_session_id
+
+logger = logging.getLogger(__name__)
 
 
 def is_final(session: UploadSession) -> bool:
@@ -233,6 +236,4 @@ def finish_waiting_finals(service: UploadCore, part: UploadSession) -> None:
         try:
             try_finish(service, final_id)
         except StreamingError as exc:
-            service.app.logger.warning(
-                "final upload %s not assembled yet: %s", final_id, exc.message
-            )
+            logger.warning("final upload %s not assembled yet: %s", final_id, exc.message)
