@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from flask import Response, current_app, has_app_context, request, stream_with_context
-from flask.json.provider import DefaultJSONProvider
+from flask.json.provider import DefaultJSONProvider, JSONProvider
 
 from .deprecations import renamed
 from .producers import Producer, pump
@@ -70,11 +70,11 @@ def _no_default(obj: Any) -> Any:
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
-def json_dumps() -> Callable[[Any], str]:
-    """A compact JSON encoder: the app's JSON provider when there is an app
-    (its ``default`` hook for dates, UUIDs, dataclasses, its ``sort_keys``
-    and ``ensure_ascii``), else the stdlib's (keys in insertion order, raw
-    UTF-8).
+def json_dumps(provider: JSONProvider | None = None) -> Callable[[Any], str]:
+    """A compact JSON encoder: *provider*'s (an app's ``app.json``; default:
+    the current app's when there is one) with its ``default`` hook for
+    dates, UUIDs, dataclasses, its ``sort_keys`` and ``ensure_ascii``; else
+    the stdlib's (keys in insertion order, raw UTF-8).
 
     With the default provider this is the stdlib's C encoder made once, which
     saves the per-call set-up of :meth:`json.JSONEncoder.encode` on hot paths
@@ -83,8 +83,9 @@ def json_dumps() -> Callable[[Any], str]:
     """
     default: Any = _no_default
     sort_keys = ensure_ascii = False
-    if has_app_context():
+    if provider is None and has_app_context():
         provider = current_app.json
+    if provider is not None:
         if not isinstance(provider, DefaultJSONProvider):
             return provider.dumps
         default = provider.default

@@ -84,6 +84,61 @@ def encode_body(
     return ServerSentEvent(data, event=event, retry=retry).encode(dumps)
 
 
+@dataclasses.dataclass(frozen=True)
+class EncodedEvent:
+    """An event as brokers take it: checked and encoded once, by
+    :meth:`Publisher.publish`.
+
+    :ivar channel: the channel, a valid name.
+    :ivar body: the event's lines without ``id:`` (the broker adds its id).
+    :ivar seq: the explicit seq asked for (``None``: the broker's next).
+    """
+
+    channel: str
+    body: bytes
+    seq: int | None = None
+
+
+class Publisher:
+    """What publishes events: :class:`Broker` (in a Flask app) and
+    :class:`~flask_streaming.brokers.redis.RedisPublisher` (any process)."""
+
+    def publish(
+        self,
+        channel: str,
+        data: Any,
+        *,
+        event: str | None = None,
+        id: int | str | None = None,
+        retry: int | None = None,
+        dumps: Callable[[Any], str] | None = None,
+    ) -> str:
+        """Publish one event; return the id assigned, ``<generation>-<seq>``.
+        Safe from any greenlet and from real threads (handed over to the
+        worker's hub).
+
+        :param data: ``str`` as is, anything else as JSON (``None``: ``null``).
+        :param event: the event type (``message`` when ``None``).
+        :param id: an explicit seq for this event in the current generation
+            (an int or a string of ASCII digits above the last seq; the id
+            returned is ``<generation>-<id>``). Ids are the broker's, so most
+            apps never pass one.
+        :param retry: a ``retry:`` field for the subscribers.
+        :param dumps: the JSON encoder (default: compact stdlib JSON);
+            :meth:`Streaming.publish <flask_streaming.Streaming.publish>`
+            passes its app's.
+        :raises BadRequest: *channel* is not a valid channel name.
+        :raises ValueError: *id* is not digits or not above the last seq.
+        """
+        check_channel(channel)
+        body = encode_body(data, event=event, retry=retry, dumps=dumps)
+        return self.publish_event(EncodedEvent(channel, body, explicit_seq(id)))
+
+    def publish_event(self, event: EncodedEvent) -> str:
+        """Publish an encoded event; return the id assigned."""
+        raise NotImplementedError
+
+
 def frame(generation: str, seq: int, channel: str, body: bytes) -> bytes:
     """Prefix an encoded event with its id and its channel. ``channel:`` is
     a field ``EventSource`` ignores; fetch-based clients read it."""
@@ -243,7 +298,7 @@ class Subscriber:
         self.outbox.finish(reason)
 
 
-class Broker:
+class Broker(Publisher):
     """Base of the brokers: in-process fan-out and history bookkeeping.
 
     :param history_size: events kept per channel for replay.
@@ -275,37 +330,16 @@ class Broker:
 
     # -- publishing ------------------------------------------------------
 
-    def publish(
-        self,
-        channel: str,
-        data: Any,
-        *,
-        event: str | None = None,
-        id: int | str | None = None,
-        retry: int | None = None,
-        dumps: Callable[[Any], str] | None = None,
-    ) -> str:
-        """Publish one event; return the id assigned, ``<generation>-<seq>``.
-        Safe from any greenlet and from real threads (handed over to the
-        worker's hub).
-
-        :param id: an explicit seq for this event in the current generation
-            (an int or a string of digits above the last seq; the id
-            returned is ``<generation>-<id>``). Ids are the broker's, so most
-            apps never pass one.
-        :raises ValueError: *id* is not digits or not above the last seq.
-        """
-        check_channel(channel)
-        body = encode_body(data, event=event, retry=retry, dumps=dumps)
-        min_seq = explicit_seq(id)
+    def publish_event(self, event: EncodedEvent) -> str:
+        """Publish an encoded event from any greenlet or real thread."""
         if self._handoff is not None and self._handoff.foreign():
-            return self._handoff.call(lambda: self._publish(channel, body, min_seq))
+            return self._handoff.call(lambda: self._publish(event))
         if self._lock is not None:
             with self._lock:
-                return self._publish(channel, body, min_seq)
-        return self._publish(channel, body, min_seq)
+                return self._publish(event)
+        return self._publish(event)
 
-    def _publish(self, channel: str, body: bytes, min_seq: int | None) -> str:
+    def _publish(self, event: EncodedEvent) -> str:
         raise NotImplementedError
 
     def fanout(self, channel: str, seq: int, raw: bytes) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from .base import (
     RESET_UNKNOWN_ID,
     Broker,
+    EncodedEvent,
     Replay,
     format_id,
     frame,
@@ -57,7 +58,8 @@ class MemoryBroker(Broker):
         #: the newest seq of any channel whose whole history was dropped
         self.dropped_upto = 0
 
-    def _publish(self, channel: str, body: bytes, min_seq: int | None) -> str:
+    def _publish(self, event: EncodedEvent) -> str:
+        channel, min_seq = event.channel, event.seq
         if min_seq is not None:
             if min_seq <= self.seq:
                 raise ValueError(f"event id {min_seq} is not above the last id {self.seq}")
@@ -65,7 +67,7 @@ class MemoryBroker(Broker):
         else:
             self.seq += 1
         seq = self.seq
-        raw = frame(self.generation, seq, channel, body)
+        raw = frame(self.generation, seq, channel, event.body)
         now = self.clock()
         self._drop_old_channels(now)  # this channel's too, when idle past the TTL
         log = self.history.get(channel)

@@ -35,7 +35,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import redis
@@ -44,10 +44,9 @@ from ..errors import BrokerUnavailable
 from .base import (
     RESET_UNKNOWN_ID,
     Broker,
+    EncodedEvent,
+    Publisher,
     Replay,
-    check_channel,
-    encode_body,
-    explicit_seq,
     format_id,
     frame,
     new_generation,
@@ -160,7 +159,7 @@ return redis.call('HGET', KEYS[1], 'gen')
 """
 
 
-class RedisPublisher:
+class RedisPublisher(Publisher):
     """Publishes channel events through Redis from any process.
 
     ::
@@ -251,32 +250,17 @@ class RedisPublisher:
         gen = conn.read_response()
         self.generation = gen.decode("ascii") if isinstance(gen, bytes) else str(gen)
 
-    def publish(
-        self,
-        channel: str,
-        data: Any,
-        *,
-        event: str | None = None,
-        id: int | str | None = None,
-        retry: int | None = None,
-        dumps: Callable[[Any], str] | None = None,
-    ) -> str:
-        """Publish one event; return its id ``<generation>-<seq>``. *id*:
-        as :meth:`Broker.publish <flask_streaming.brokers.Broker.publish>`."""
-        check_channel(channel)
-        body = encode_body(data, event=event, retry=retry, dumps=dumps)
-        return self.publish_encoded(channel, body, explicit_seq(id))
-
-    def publish_encoded(self, channel: str, body: bytes, min_seq: int | None) -> str:
-        """Publish an encoded event body (without ``id:``); return its id.
+    def publish_event(self, event: EncodedEvent) -> str:
+        """Publish an encoded event (one script run); return its id.
 
         :raises BrokerUnavailable: Redis unreachable, or no answer in time.
         """
+        channel, min_seq = event.channel, event.seq
         try:
             gen, seq = self._script(
                 keys=[self.id_key, self.stream_key(channel), self.record_key(channel),
                       self.pubsub_channel],
-                args=[body, self.history_size, "" if min_seq is None else min_seq, channel,
+                args=[event.body, self.history_size, "" if min_seq is None else min_seq, channel,
                       new_generation(), self.ttl_ms, 2 * self.ttl_ms,
                       stream_bound(self.history_size)],
             )  # fmt: skip
@@ -398,8 +382,8 @@ class RedisBroker(Broker):
         self._stopping = False
         self.reconnects = 0
 
-    def _publish(self, channel: str, body: bytes, min_seq: int | None) -> str:
-        return self.publisher.publish_encoded(channel, body, min_seq)
+    def _publish(self, event: EncodedEvent) -> str:
+        return self.publisher.publish_event(event)
 
     def _send_control(self, message: dict[str, Any]) -> None:
         self.publisher.send_control(message)
