@@ -31,7 +31,6 @@ from flask import Flask, abort, current_app, jsonify, render_template, request
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from flask_streaming import Streaming
-from flask_streaming.extension import default_channel_authorizer
 
 #: slug -> (title, topic, invite code or None for an open room)
 ROOMS: dict[str, tuple[str, str, str | None]] = {
@@ -115,7 +114,7 @@ def is_member(user: str | None, room: str) -> bool:
 
 def register(app: Flask, streaming: Streaming) -> None:
     """Add the chat page, its JSON API and the channel authorization to *app*."""
-    previous = getattr(streaming, "_channel_authorizer", None) or default_channel_authorizer
+    previous = streaming.hooks.channel  # the hook set so far (or the default)
 
     @streaming.authorize_channel
     def authorize(channel: str, action: str) -> bool:

@@ -18,8 +18,9 @@ from flask import Blueprint, Response, current_app, request
 from .brokers import Broker, Subscriber, check_channel
 from .errors import BadRequest, Forbidden, TooManyRequests
 from .revocation import GuardedSubscription
-from .settings import Settings, get_settings
+from .settings import Settings
 from .sse import SSE_HEADERS, ServerSentEvent, event_body, event_stream_response, jittered_retry
+from .state import Hooks, get_state
 from .transport import Outbox
 
 logger = logging.getLogger(__name__)
@@ -28,8 +29,7 @@ _warned_memory_multiprocess = False
 
 def get_broker() -> Broker:
     """The current app's broker in this process."""
-    broker: Broker = current_app.extensions["streaming"].broker
-    return broker
+    return get_state().broker
 
 
 def _refusal(settings: Settings, headers: Mapping[str, str] | None) -> Response:
@@ -76,8 +76,9 @@ def subscribe_response(
         on any other status).
     """
     names = tuple(dict.fromkeys(check_channel(c) for c in channels))
-    settings = get_settings()
-    broker = get_broker()
+    state = get_state()
+    settings = state.settings
+    broker = state.broker
     _warn_memory_multiprocess(broker)
     if broker.connections >= settings.max_connections:
         return _refusal(settings, headers)
@@ -93,9 +94,8 @@ def subscribe_response(
     outbox = Outbox()
     sub = Subscriber(broker, names, outbox, last_event_id, client)
     sub.retry = settings.retry or 3000
-    state = current_app.extensions["streaming"]
     # end_streams compares strings (an app may name a user by an int id)
-    user = state.extension.current_stream_user() if user is None else str(user)
+    user = state.hooks.current_stream_user() if user is None else str(user)
     source = GuardedSubscription(sub, state.streams, user, recheck)
     body = event_body(
         outbox,
@@ -157,19 +157,19 @@ def register_event_views(
             )
         for name in names:
             check_channel(name)
-        extension = current_app.extensions["streaming"].extension
+        hooks = get_state().hooks
         for name in names:
-            if not extension.channel_allowed(name, "subscribe"):
+            if not hooks.channel_allowed(name, "subscribe"):
                 raise Forbidden(f"Not allowed to subscribe to {name!r}.", channel=name)
         # The header wins: a reconnecting browser resends the old query string.
         last_id = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
         recheck = None
         if settings.reauthorize_interval > 0:
-            recheck = _recheck(extension, tuple(names))
+            recheck = _recheck(hooks, tuple(names))
         return subscribe_response(names, last_event_id=last_id, recheck=recheck)
 
 
-def _recheck(extension: Any, names: tuple[str, ...]) -> Callable[[], bool]:
+def _recheck(hooks: Hooks, names: tuple[str, ...]) -> Callable[[], bool]:
     """Ask the channel hook again for *names*, later and from another
     greenlet, in a request context like the current one (same headers,
     cookies and address; no body, no socket)."""
@@ -181,6 +181,6 @@ def _recheck(extension: Any, names: tuple[str, ...]) -> Callable[[], bool]:
 
     def allowed() -> bool:
         with app.request_context(environ):
-            return all(extension.channel_allowed(name, "subscribe") for name in names)
+            return all(hooks.channel_allowed(name, "subscribe") for name in names)
 
     return allowed

@@ -2,52 +2,24 @@
 
 from __future__ import annotations
 
-import os
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask, Response, current_app, has_app_context, request
 
-from .brokers import Broker, create_broker
+from .brokers import Broker
 from .errors import BrokerUnavailable
-from .revocation import StreamRegistry, end_streams_message
+from .revocation import end_streams_message
 from .server import check_server
 from .settings import Settings
 from .signals import event_published
-from .sse import EVENT_STREAM_TYPE
+from .sse import EVENT_STREAM_TYPE, json_dumps
+from .state import AppState, Hooks, find_state, register_state
 from .transport import BODY_ENVIRON_KEY
 from .views import create_blueprint
 
 ViewDecorator = Callable[[Callable[..., Any]], Callable[..., Any]]
-
-
-class _State:
-    """What the extension keeps per app, in ``app.extensions["streaming"]``."""
-
-    def __init__(self, extension: Streaming, settings: Settings) -> None:
-        self.extension = extension
-        self.settings = settings
-        self._broker: Broker | None = None
-        self._broker_pid = 0
-        self._streams: StreamRegistry | None = None
-
-    @property
-    def broker(self) -> Broker:
-        """This process's broker, made on first use (after gunicorn forked)."""
-        if self._broker is None or self._broker_pid != os.getpid():
-            self._broker = create_broker(self.settings)
-            self._broker_pid = os.getpid()
-            self._streams = StreamRegistry(self.settings.reauthorize_interval)
-            self._broker.control_handler = self._streams.on_control
-        return self._broker
-
-    @property
-    def streams(self) -> StreamRegistry:
-        """This process's open channel streams (for revocation)."""
-        self.broker  # noqa: B018 -- made together, per process
-        assert self._streams is not None
-        return self._streams
 
 
 def keep_event_streams_raw(response: Response) -> Response:
@@ -74,12 +46,6 @@ def keep_event_streams_raw(response: Response) -> Response:
 
 def _broker_unavailable(exc: BrokerUnavailable) -> Response:
     return exc.response()
-
-
-def default_channel_authorizer(channel: str, action: str) -> bool:
-    """Without a hook of the app's, channels named ``private-*`` are refused
-    and every other channel is public (as in Pusher's naming)."""
-    return not channel.startswith("private-")
 
 
 class Streaming:
@@ -205,10 +171,8 @@ class Streaming:
         self.register_blueprint = register_blueprint
         self.options = options
         self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()
-        self._channel_authorizer: Callable[[str, str], bool] = default_channel_authorizer
-        self._upload_authorizer: Callable[[str, Any], bool] | None = None
-        self._metrics_authorizer: Callable[[], bool] | None = None
-        self._stream_user: Callable[[], str | None] | None = None
+        #: The hooks set with the decorators below, shared by every app.
+        self.hooks = Hooks()
         if app is not None:
             self.init_app(app)
 
@@ -220,13 +184,10 @@ class Streaming:
         :raises ConfigError: naming each ``STREAMING_*`` key whose value
             cannot work, the value and what the key accepts.
         """
-        if "streaming" in app.extensions:
-            raise RuntimeError(
-                "A 'Streaming' instance has already been registered on this Flask app."
-                " Import and use that instance instead."
-            )
-        settings = Settings.from_app(app, self.options)
-        app.extensions["streaming"] = _State(self, settings)
+        state = register_state(
+            app, lambda: AppState(self, Settings.from_app(app, self.options), self.hooks)
+        )
+        settings = state.settings
         self._apps.add(app)
         check_server(settings)
         # Index 0 runs last (Flask runs after_request hooks in reverse), so
@@ -244,7 +205,7 @@ class Streaming:
             app.add_url_rule(
                 f"{settings.url_prefix}/metrics",
                 endpoint="flask_streaming_metrics",
-                view_func=metrics_view(lambda: self._metrics_authorizer),
+                view_func=metrics_view(lambda: self.hooks.metrics),
             )
         if self.register_blueprint and settings.routes:
             app.register_blueprint(
@@ -266,7 +227,7 @@ class Streaming:
         hook is asked before anything else about the upload is checked.
         Denied: 403 JSON. Without a hook every upload action is allowed
         (subject to the limits)."""
-        self._upload_authorizer = fn
+        self.hooks.upload = fn
         return fn
 
     # -- metrics ---------------------------------------------------------
@@ -277,7 +238,7 @@ class Streaming:
         a bearer token). Denied: 403 JSON. Without a hook only loopback
         clients are answered (behind a local proxy, mind ``ProxyFix``: without
         it every request comes from the proxy's loopback address)."""
-        self._metrics_authorizer = fn
+        self.hooks.metrics = fn
         return fn
 
     # -- channels --------------------------------------------------------
@@ -287,27 +248,24 @@ class Streaming:
         request, whether the current user may ``"subscribe"`` to *channel*.
         Denied: 403 JSON. Without a hook, ``private-*`` channels are refused
         and all others are public."""
-        self._channel_authorizer = fn
+        self.hooks.channel = fn
         return fn
 
     def channel_allowed(self, channel: str, action: str) -> bool:
         """Ask the authorization hook."""
-        return bool(self._channel_authorizer(channel, action))
+        return self.hooks.channel_allowed(channel, action)
 
     def stream_user(self, fn: Callable[[], str | None]) -> Callable[[], str | None]:
         """Decorator: ``fn() -> str | None`` names, inside the request, the
         user an event stream belongs to (``None``: nobody), so that
         :meth:`end_streams` can end that user's streams."""
-        self._stream_user = fn
+        self.hooks.stream_user = fn
         return fn
 
     def current_stream_user(self) -> str | None:
         """The user of a stream opened by the current request (the
         :meth:`stream_user` hook's answer; ``None`` without a hook)."""
-        if self._stream_user is None:
-            return None
-        user = self._stream_user()
-        return None if user is None else str(user)
+        return self.hooks.current_stream_user()
 
     def end_streams(
         self,
@@ -337,29 +295,40 @@ class Streaming:
         message = end_streams_message(channels, user)
         self.broker(app).send_control(message)
 
-    def _app(self, app: Flask | None) -> Flask:
+    def _registered(self, app: Flask | None) -> tuple[Flask, AppState]:
+        """*app* (default: the current or only app) and its state."""
         if app is None and has_app_context():
             app = current_app._get_current_object()  # type: ignore[attr-defined]
         if app is None:
             apps = list(self._apps)
             if len(apps) == 1:
-                return apps[0]
-            if not apps:
+                app = apps[0]
+            elif not apps:
                 raise RuntimeError(
                     "This Streaming extension was never registered with an app:"
                     " call streaming.init_app(app) (or Streaming(app)) first."
                 )
-            raise RuntimeError(
-                "Pass app=...: there is no app context and this Streaming extension"
-                f" is registered with {len(apps)} apps."
-            )
-        state = app.extensions.get("streaming")
+            else:
+                raise RuntimeError(
+                    "Pass app=...: there is no app context and this Streaming extension"
+                    f" is registered with {len(apps)} apps."
+                )
+        state = find_state(app)
         if state is None or state.extension is not self:
             raise RuntimeError(
                 f"This Streaming extension is not registered with app {app.name!r}:"
                 " call streaming.init_app(app) first."
             )
-        return app
+        return app, state
+
+    def state(self, app: Flask | None = None) -> AppState:
+        """What this extension keeps for *app* (default: the current or only
+        app): its settings, its broker, its upload service.
+
+        :raises RuntimeError: when the extension was never ``init_app``-ed
+            with that app.
+        """
+        return self._registered(app)[1]
 
     def broker(self, app: Flask | None = None) -> Broker:
         """The broker of *app* (default: the current or only app) in this process.
@@ -367,8 +336,7 @@ class Streaming:
         :raises RuntimeError: when the extension was never ``init_app``-ed
             with that app.
         """
-        broker: Broker = self._app(app).extensions["streaming"].broker
-        return broker
+        return self.state(app).broker
 
     def publish(
         self,
@@ -395,13 +363,9 @@ class Streaming:
         :raises RuntimeError: when :meth:`init_app` was never called for the
             app.
         """
-        target = self._app(app)
-        with target.app_context():
-            from .sse import json_dumps
-
-            dumps = json_dumps()
-        event_id = self.broker(target).publish(
-            channel, data, event=event, id=id, retry=retry, dumps=dumps
+        target, state = self._registered(app)
+        event_id = state.broker.publish(
+            channel, data, event=event, id=id, retry=retry, dumps=json_dumps(target.json)
         )
         event_published.send(target, channel=channel, id=event_id, event=event, data=data)
         return event_id

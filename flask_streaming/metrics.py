@@ -208,7 +208,7 @@ class _UploadSessions(Collector):
             gauge.add_metric([], 0)
             yield gauge
             return
-        sessions = get_upload_service().sessions()
+        sessions = get_upload_service(self.app).sessions()
         gauge.add_metric([], sum(1 for s in sessions if s.state == OPEN and not s.expired()))
         yield gauge
 

@@ -554,12 +554,19 @@ def check_of(name: str) -> Check:
     return check
 
 
+#: The key of the extension's per-app state in ``app.extensions`` (see
+#: :mod:`flask_streaming.state`).
+EXTENSION_KEY = "streaming"
+
+
 def get_settings(app: Flask | None = None) -> Settings:
     """The settings of *app* (default: the current app); defaults when the
-    extension is not registered, so the response helpers work on their own."""
+    extension is not registered, so the response helpers work on their own.
+    (It reads the entry :func:`flask_streaming.state.get_state` owns: this
+    module sits below the brokers, which the state module imports.)"""
     if app is None:
         app = current_app._get_current_object()  # type: ignore[attr-defined]
-    state = app.extensions.get("streaming")
+    state = app.extensions.get(EXTENSION_KEY)
     if state is None:
         return _DEFAULTS
     settings: Settings = state.settings

@@ -26,6 +26,7 @@ from flask import Flask
 
 from flask_streaming import signals
 from flask_streaming.settings import Settings
+from flask_streaming.state import get_state
 from flask_streaming.testing import EventParser, GunicornServer, iter_sse, parse_events
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +41,7 @@ def example(name: str, tmp_path: Path) -> Any:
     app = getattr(module, "app", None)
     if isinstance(app, Flask):
         app.instance_path = str(tmp_path / name)
-        app.extensions.pop("streaming.uploads", None)  # made again in the new folder
+        get_state(app).uploads = None  # made again in the new folder
         app.config["TESTING"] = True
     return module
 

@@ -24,6 +24,7 @@ These views only parse headers; :class:`~.service.UploadService` does the rest.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +33,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request, url
 
 from ..errors import BadRequest, StreamingError
 from ..settings import Settings
+from ..state import get_state
 from .bodies import request_body
 from .json_body import read_json_object
 from .results import CompletionResult, SegmentResult
@@ -47,33 +49,33 @@ def create_upload_service(app: Flask, storage: Storage | None = None) -> UploadS
     """Make (and keep, for :func:`get_upload_service`) *app*'s upload
     service; *storage* defaults to a :class:`FileStorage` in
     ``STREAMING_UPLOAD_FOLDER`` (or the instance folder). Call it after
-    ``init_app`` to use another storage backend."""
-    import os
+    ``init_app`` to use another storage backend.
 
-    state = app.extensions["streaming"]
-    settings: Settings = state.settings
+    :raises RuntimeError: no Streaming extension is registered with *app*.
+    """
+    state = get_state(app)
+    settings = state.settings
     if storage is None:
         folder = settings.upload_folder or os.path.join(app.instance_path, "streaming-uploads")
         storage = FileStorage(
             folder, lock_timeout=settings.upload_lock_timeout, fsync=settings.upload_fsync
         )
-    extension = state.extension
-    service = UploadService(
-        app, storage, settings, lambda: getattr(extension, "_upload_authorizer", None)
-    )
-    app.extensions["streaming.uploads"] = service
-    return service
+    hooks = state.hooks
+    state.uploads = UploadService(app, storage, settings, lambda: hooks.upload)
+    return state.uploads
 
 
 def get_upload_service(app: Flask | None = None) -> UploadService:
-    """The upload service of *app* (default: the current app)."""
+    """The upload service of *app* (default: the current app).
+
+    :raises RuntimeError: no Streaming extension is registered with the app.
+    """
     if app is None:
         app = current_app._get_current_object()  # type: ignore[attr-defined]
     assert app is not None
-    service = app.extensions.get("streaming.uploads")
+    service = get_state(app).uploads
     if service is None:
         service = create_upload_service(app)
-    assert isinstance(service, UploadService)
     return service
 
 
