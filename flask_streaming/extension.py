@@ -59,97 +59,30 @@ class Streaming:
     Options given here are defaults for the app's config; a ``STREAMING_*``
     key in ``app.config`` wins. Every key is checked here: a bad value (or
     an unknown ``STREAMING_*`` key) raises
-    :class:`~flask_streaming.ConfigError` naming it. The keys (see
-    :class:`~flask_streaming.settings.Settings`):
+    :class:`~flask_streaming.ConfigError` naming it. Each key's meaning,
+    unit and default are in the :doc:`config reference </reference/config>`
+    (generated from :class:`~flask_streaming.settings.Settings`). The keys:
 
-    ``STREAMING_URL_PREFIX``
-        where the blueprint is mounted (``"/streaming"``).
-    ``STREAMING_ROUTES``
-        route groups to register (all of ``index``, ``events``, ``uploads``,
-        ``tus``, ``client``); an empty set registers none.
-    ``STREAMING_PING_INTERVAL``
-        seconds between SSE heartbeats while idle (``15``).
-    ``STREAMING_RETRY``
-        ``retry:`` (ms) sent when an event stream opens (``None``).
-    ``STREAMING_ERROR_MESSAGE``
-        the message of the ``stream-error`` event sent when a source raises.
-    ``STREAMING_CORS_ORIGINS``
-        allowed origins (list, comma-separated string, or ``"*"``); empty,
-        the default, allows no cross-origin access.
-    ``STREAMING_CORS_CREDENTIALS``
-        allow credentials for the allowed origins (``False``).
-    ``STREAMING_CORS_MAX_AGE``
-        seconds a preflight answer may be cached (``600``).
-    ``STREAMING_BUFFER_SIZE``
-        bytes chunked responses coalesce into one write (``65536``).
-    ``STREAMING_FLUSH_INTERVAL``
-        the longest time (s) chunked data is held back (``0.05``).
-    ``STREAMING_BROKER_URL``
-        the channels' broker: ``memory://`` (one process, the default) or
-        ``redis://host:port/db`` (many workers and machines; extra ``redis``).
-    ``STREAMING_HISTORY_SIZE``
-        events kept per channel for ``Last-Event-ID`` replay (``1000``).
-    ``STREAMING_HISTORY_CHANNELS``
-        memory broker: channels whose history is kept (``10000``; the least
-        recently published is dropped first).
-    ``STREAMING_HISTORY_TTL``
-        memory broker: seconds a channel's history outlives its last
-        publish (``3600``).
-    ``STREAMING_MAX_QUEUE``
-        events a subscriber may lag before it gets a ``retry`` hint and is
-        disconnected (``1000``).
-    ``STREAMING_MAX_QUEUE_BYTES``
-        ... or bytes (``4 MiB``).
-    ``STREAMING_MAX_CHANNELS``
-        channels one connection may subscribe to (``16``).
-    ``STREAMING_REDIS_PREFIX``
-        key prefix of everything the Redis broker stores (``"flask_streaming"``).
-    ``STREAMING_MAX_CONNECTIONS``
-        open channel streams per worker (default: 90 % of gunicorn's
-        ``worker_connections``, 900 outside gunicorn); beyond it a 200 stream
-        with only a jittered ``retry`` (an ``EventSource`` gives up on any
-        other status) and ``Retry-After``.
-    ``STREAMING_MAX_CONNECTIONS_PER_CLIENT``
-        open channel streams per client address per worker (``128``, more
-        than a browser holds; ``0``: no limit); beyond it 429 with
-        ``Retry-After``. Behind a proxy, use ``ProxyFix``.
-    ``STREAMING_REAUTHORIZE_INTERVAL``
-        seconds between re-checks of the channel hook for open ``/events``
-        streams (``0``: off); refused streams end (reason ``revoked``).
-    ``STREAMING_SEND_TIMEOUT``
-        seconds a streaming response waits for a client that stopped
-        reading before cutting it off (``30``; ``0``: no limit).
-    ``STREAMING_UPLOAD_FOLDER``
-        the upload store (``streaming-uploads`` in the instance folder).
-    ``STREAMING_MAX_SEGMENT_SIZE``
-        largest segment or checksummed tus ``PATCH`` body in bytes (64 MiB).
-    ``STREAMING_MAX_UPLOAD_SIZE``
-        largest upload in bytes (4 GiB; ``None``: no limit).
-    ``STREAMING_MAX_SEGMENTS``
-        segments per upload (``10000``).
-    ``STREAMING_SESSION_TIMEOUT``
-        idle seconds before an unfinished upload expires (``600``).
-    ``STREAMING_MAX_SESSIONS_PER_CLIENT``
-        open upload sessions per client address (``20``; ``0``: no limit).
-    ``STREAMING_MAX_UPLOADS_PER_CLIENT``
-        uploads per client address held in the store, finished ones
-        included (``1000``; ``0``: no limit).
-    ``STREAMING_BODY_TIMEOUT``
-        seconds a request body may stall before 408 and a closed
-        connection (``30``; ``0``: no limit).
-    ``STREAMING_UPLOAD_LOCK_TIMEOUT``
-        seconds to wait for a busy upload session before 503 (``30``).
-    ``STREAMING_UPLOAD_FSYNC``
-        ``fsync`` upload bytes and records (``False``).
-    ``STREAMING_TUS_EXPIRY``
-        idle seconds before an unfinished tus upload expires (``86400``).
-    ``STREAMING_COMPLETED_RETENTION``
-        seconds after completion at which a completed upload is removed
-        (``None``: kept until the app removes it).
-    ``STREAMING_METRICS``
-        serve Prometheus metrics at ``{prefix}/metrics`` (``False``; extra
-        ``metrics``; loopback clients only unless :meth:`authorize_metrics`
-        set a hook).
+    * where and what: ``STREAMING_URL_PREFIX``, ``STREAMING_ROUTES``,
+      ``STREAMING_METRICS``;
+    * event streams: ``STREAMING_PING_INTERVAL``, ``STREAMING_RETRY``,
+      ``STREAMING_ERROR_MESSAGE``, ``STREAMING_SEND_TIMEOUT``;
+    * CORS: ``STREAMING_CORS_ORIGINS``, ``STREAMING_CORS_CREDENTIALS``,
+      ``STREAMING_CORS_MAX_AGE``;
+    * chunked responses: ``STREAMING_BUFFER_SIZE``,
+      ``STREAMING_FLUSH_INTERVAL``;
+    * channels: ``STREAMING_BROKER_URL``, ``STREAMING_REDIS_PREFIX``,
+      ``STREAMING_HISTORY_SIZE``, ``STREAMING_HISTORY_CHANNELS``,
+      ``STREAMING_HISTORY_TTL``, ``STREAMING_MAX_QUEUE``,
+      ``STREAMING_MAX_QUEUE_BYTES``, ``STREAMING_MAX_CHANNELS``,
+      ``STREAMING_MAX_CONNECTIONS``, ``STREAMING_MAX_CONNECTIONS_PER_CLIENT``,
+      ``STREAMING_REAUTHORIZE_INTERVAL``;
+    * uploads: ``STREAMING_UPLOAD_FOLDER``, ``STREAMING_MAX_SEGMENT_SIZE``,
+      ``STREAMING_MAX_UPLOAD_SIZE``, ``STREAMING_MAX_SEGMENTS``,
+      ``STREAMING_SESSION_TIMEOUT``, ``STREAMING_MAX_SESSIONS_PER_CLIENT``,
+      ``STREAMING_MAX_UPLOADS_PER_CLIENT``, ``STREAMING_BODY_TIMEOUT``,
+      ``STREAMING_UPLOAD_LOCK_TIMEOUT``, ``STREAMING_UPLOAD_FSYNC``,
+      ``STREAMING_TUS_EXPIRY``, ``STREAMING_COMPLETED_RETENTION``.
 
     :param app: an app to register with at once.
     :param view_decorators: decorators applied to every view of the

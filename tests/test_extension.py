@@ -12,9 +12,13 @@ import pytest
 from flask import Flask, abort, request
 
 from flask_streaming import Settings, Streaming, sse_response, stream_closed, stream_opened
+from flask_streaming.channels import get_broker
 from flask_streaming.settings import get_settings
+from flask_streaming.state import get_state
 from flask_streaming.testing import parse_events
 from flask_streaming.transport import StreamAborted
+from flask_streaming.uploads import create_upload_service, get_upload_service
+from flask_streaming.uploads.storage import FileStorage
 
 ORIGIN = "https://app.example.com"
 
@@ -43,6 +47,39 @@ def test_init_app_twice_raises(app: Flask) -> None:
         ext.init_app(app)
     with pytest.raises(RuntimeError, match="already been registered"):
         Streaming(app)
+
+
+def test_one_state_per_app_owns_settings_broker_and_upload_service(app: Flask) -> None:
+    streaming: Streaming = app.extensions["streaming"].extension
+    state = streaming.state(app)
+    assert get_state(app) is state
+    with app.app_context():
+        assert streaming.state() is state
+        assert get_broker() is state.broker is streaming.broker(app)
+    assert state.settings is get_settings(app)
+    assert state.hooks is streaming.hooks
+    service = get_upload_service(app)
+    assert state.uploads is service
+    assert get_upload_service(app) is service  # made once
+    replaced = create_upload_service(app, FileStorage(str(Path(app.instance_path) / "other")))
+    assert get_upload_service(app) is replaced is state.uploads
+    # one entry in app.extensions, no second key
+    assert [key for key in app.extensions if "streaming" in key] == ["streaming"]
+
+
+def test_an_app_never_registered_gets_one_error(tmp_path: Path) -> None:
+    bare = Flask("bare", instance_path=str(tmp_path))
+    calls: list[Callable[[], Any]] = [
+        lambda: get_state(bare),
+        lambda: get_upload_service(bare),
+        lambda: create_upload_service(bare),
+    ]
+    for call in calls:
+        with pytest.raises(RuntimeError, match=r"'bare': call streaming\.init_app\(app\)"):
+            call()
+    with bare.test_request_context(), pytest.raises(RuntimeError, match="'bare'"):
+        get_broker()
+    assert "streaming" not in bare.extensions
 
 
 def test_one_extension_many_apps(tmp_path: Path) -> None:
@@ -389,15 +426,15 @@ def test_signals_are_per_app(tmp_path: Path) -> None:
     assert log == []
 
 
-def test_streaming_docstring_lists_every_config_key() -> None:
+def test_streaming_docstring_names_every_config_key_and_links_the_reference() -> None:
     import dataclasses
+    import re
 
     from flask_streaming.settings import Settings
 
     doc = Streaming.__doc__ or ""
-    missing = [
-        key
-        for key in (f"STREAMING_{f.name.upper()}" for f in dataclasses.fields(Settings))
-        if f"``{key}``" not in doc
-    ]
-    assert missing == []
+    keys = sorted(f"STREAMING_{f.name.upper()}" for f in dataclasses.fields(Settings))
+    # Names only, each once; what a key means lives in settings.py's ``#:``
+    # comments, from which the reference is generated.
+    assert sorted(re.findall(r"``(STREAMING_[A-Z_]+)``", doc)) == keys
+    assert ":doc:`config reference </reference/config>`" in doc
