@@ -51,10 +51,14 @@ class Check:
         :class:`ValueError` (or :class:`TypeError`) when it cannot.
     :param accepted: what the key accepts, in words (used in errors and in
         the generated config reference).
+    :param unit: ``"bytes"`` for sizes, ``"seconds"`` for durations,
+        ``"milliseconds"`` for the retry time, else ``""`` (the reference
+        shows a byte count's default as a size too).
     """
 
     convert: Callable[[Any], Any]
     accepted: str
+    unit: str = ""
 
 
 def _key(default: Any, check: Check) -> Any:
@@ -166,15 +170,15 @@ def _seconds(low: float, *, positive: bool = False, zero: str = "") -> Check:
     bound = "above 0" if positive else f"at least {low:g}"
     if zero:
         bound = f"{bound}, 0: {zero}" if low == 0 else f"0 ({zero}) or {bound}"
-    return Check(convert, f"{_DURATION_WORDS}; {bound}")
+    return Check(convert, f"{_DURATION_WORDS}; {bound}", "seconds")
 
 
 def _size(low: int, *, optional: bool = False) -> Check:
     convert = _bounded(_parse_size, low)
     words = f"{_SIZE_WORDS}; at least {low}"
     if optional:
-        return Check(_or_none(convert), words + "; or None for no limit")
-    return Check(convert, words)
+        return Check(_or_none(convert), words + "; or None for no limit", "bytes")
+    return Check(convert, words, "bytes")
 
 
 def _count(low: int, high: int | None = None, *, extra: str = "") -> Check:
@@ -356,6 +360,7 @@ class Settings:
         Check(
             _or_none(_bounded(_parse_int, 0, 86_400_000)),
             "milliseconds: an integer from 0 to 86400000, or None",
+            "milliseconds",
         ),
     )
     #: Text of the ``stream-error`` event sent when a stream's source raises.
@@ -486,6 +491,7 @@ class Settings:
         Check(
             _or_none(_seconds(0.0, positive=True).convert),
             f"{_DURATION_WORDS}; above 0; or None (kept until the app removes them)",
+            "seconds",
         ),
     )
     #: Serve Prometheus metrics (``flask_streaming_*``) at ``{prefix}/metrics``

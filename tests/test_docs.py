@@ -511,6 +511,30 @@ def test_config_reference_lists_every_settings_field() -> None:
         assert "Not documented yet" not in text, f"{key} has no #: comment in settings.py"
 
 
+def test_config_reference_shows_byte_counts_as_sizes() -> None:
+    sys.path.insert(0, str(DOCS / "_ext"))
+    try:
+        streaming_config = importlib.import_module("streaming_config")
+    finally:
+        sys.path.remove(str(DOCS / "_ext"))
+    from flask_streaming.settings import check_of
+
+    sized = {
+        key: default
+        for key, _, default, _ in streaming_config.config_fields()
+        if re.search(r"\(\d+ (KiB|MiB|GiB|bytes)\)", default)
+    }
+    import dataclasses
+
+    byte_counts = {
+        f"STREAMING_{f.name.upper()}"
+        for f in dataclasses.fields(Settings)
+        if check_of(f.name).unit == "bytes" and isinstance(f.default, int)
+    }
+    assert set(sized) == byte_counts
+    assert sized["STREAMING_MAX_UPLOAD_SIZE"] == "``4294967296`` (4 GiB)"
+
+
 def test_signals_reference_lists_every_signal() -> None:
     page = (DOCS / "reference" / "signals.rst").read_text()
     names = {

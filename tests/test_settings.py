@@ -140,6 +140,23 @@ def test_every_field_has_a_check_and_its_default_passes_it() -> None:
         check.convert(field.default)
 
 
+def _reads(name: str, value: Any) -> Any:
+    try:
+        return check_of(name).convert(value)
+    except (TypeError, ValueError):
+        return "refused"
+
+
+@pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(Settings)])
+def test_each_checks_unit_matches_what_its_converter_reads(field: str) -> None:
+    # The unit sits in the field's Check (the reference shows byte counts as
+    # sizes from it): a size reads "2KiB", a duration "2s", nothing else does.
+    unit = check_of(field).unit
+    assert (_reads(field, "2KiB") == 2048) == (unit == "bytes")
+    assert (_reads(field, "2s") == 2.0) == (unit == "seconds")
+    assert unit in ("", "bytes", "seconds", "milliseconds")
+
+
 def test_wildcard_origin_with_credentials_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         make_app(tmp_path, {"STREAMING_CORS_ORIGINS": "*", "STREAMING_CORS_CREDENTIALS": "true"})

@@ -16,10 +16,6 @@ from sphinx.pycode import ModuleAnalyzer
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import nested_parse_with_titles
 
-#: Keys whose values are byte counts: their defaults also get a readable size.
-_BYTES = {"buffer_size", "max_queue_bytes", "max_segment_size", "max_upload_size"}
-
-
 def _size(n: int) -> str:
     for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
         if n >= 1 << shift and n % (1 << shift) == 0:
@@ -27,11 +23,11 @@ def _size(n: int) -> str:
     return f"{n} bytes"
 
 
-def _default(name: str, value: Any) -> str:
+def _default(value: Any, unit: str) -> str:
     if isinstance(value, frozenset):
         return "``{" + ", ".join(repr(v) for v in sorted(value)) + "}`` (all groups)"
     text = f"``{value!r}``"
-    if name in _BYTES and isinstance(value, int):
+    if unit == "bytes" and isinstance(value, int):  # also as a readable size
         text += f" ({_size(value)})"
     return text
 
@@ -53,12 +49,13 @@ def config_fields() -> list[tuple[str, str, str, list[str]]]:
         if not doc:
             doc = ["(Not documented yet: add a ``#:`` comment to the field.)"]
         previous = key
-        doc = [*doc, "", f"Accepts {check_of(field.name).accepted}."]
+        check = check_of(field.name)
+        doc = [*doc, "", f"Accepts {check.accepted}."]
         rows.append(
             (
                 key,
                 str(field.type),
-                _default(field.name, field.default),
+                _default(field.default, check.unit),
                 doc,
             )
         )
