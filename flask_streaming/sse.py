@@ -262,7 +262,7 @@ def event_body(
         producer=producer,
         on_close=on_close,
         channels=channels,
-        shutdown_retry=base_retry,
+        on_shutdown=lambda: _jittered_retry(base_retry),
         send_timeout=settings.send_timeout,
     )
 

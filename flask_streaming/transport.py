@@ -98,16 +98,16 @@ def jittered_retry(base: int) -> bytes:
 
 
 def shutdown_streams() -> int:
-    """End every open event stream with a jittered ``retry:``, as when the
-    worker is told to stop; event streams that open later (a worker keeps
-    accepting for a moment) end at once the same way. Returns how many
-    were ended."""
+    """End every open stream that asks to (event streams: with a jittered
+    ``retry:`` line, their body's ``on_shutdown``), as when the worker is
+    told to stop; such streams that open later (a worker keeps accepting for
+    a moment) end at once the same way. Returns how many were ended."""
     global _shutting_down
     _shutting_down = True
     count = 0
     for body in list(open_streams):
-        if body.shutdown_retry is not None and body.outbox.open:
-            body.outbox.put(jittered_retry(body.shutdown_retry))
+        if body.on_shutdown is not None and body.outbox.open:
+            body.outbox.put(body.on_shutdown())
             body.outbox.finish("shutdown")
             count += 1
     return count
@@ -485,9 +485,10 @@ class ResponseBody:
     :param producer: started on the first iteration, stopped on close.
     :param on_close: callables run once when the stream ends.
     :param channels: channel names, reported in the signals.
-    :param shutdown_retry: for event streams, the normal ``retry`` (ms):
-        when the worker shuts down the stream gets a jittered one above it
-        and ends. ``None``: the stream runs to its end.
+    :param on_shutdown: when the worker shuts down, the stream sends what
+        this returns and ends (event streams: a jittered ``retry:`` line, so
+        that clients reconnect elsewhere, spread out). ``None``: the stream
+        runs to its end.
     :param send_timeout: seconds a write may wait for room in the socket
         under gevent before the client is cut off (``0``: no limit; the
         callers pass ``STREAMING_SEND_TIMEOUT``).
@@ -504,13 +505,13 @@ class ResponseBody:
         "green",
         "id",
         "on_close",
+        "on_shutdown",
         "outbox",
         "ping",
         "ping_bytes",
         "prelude",
         "producer",
         "send_timeout",
-        "shutdown_retry",
         "started",
     )
 
@@ -527,7 +528,7 @@ class ResponseBody:
         producer: Source | None = None,
         on_close: Iterable[Callable[[], Any]] = (),
         channels: tuple[str, ...] = (),
-        shutdown_retry: int | None = None,
+        on_shutdown: Callable[[], bytes] | None = None,
         send_timeout: float = 0.0,
     ) -> None:
         self.id = next(_ids)
@@ -544,7 +545,7 @@ class ResponseBody:
         self.producer = producer
         self.on_close = tuple(on_close)
         self.channels = channels
-        self.shutdown_retry = shutdown_retry
+        self.on_shutdown = on_shutdown
         #: seconds a write may wait for a client that stopped reading
         self.send_timeout = send_timeout
         self.started = False
@@ -580,15 +581,15 @@ class ResponseBody:
         open_streams.add(self)
         if not self.green:
             _warn_sync_once()
-        elif self.shutdown_retry is not None:
+        elif self.on_shutdown is not None:
             _install_shutdown_hook()
         self._watcher = _DisconnectWatcher(self.environ, outbox)
         if self.app is not None:
             stream_opened.send(self.app, stream=self, channels=self.channels)
-        if _shutting_down and self.shutdown_retry is not None:
+        if _shutting_down and self.on_shutdown is not None:
             # This worker is stopping: send the client elsewhere at once.
             outbox.finish("shutdown")
-            yield self.prelude + jittered_retry(self.shutdown_retry)
+            yield self.prelude + self.on_shutdown()
             return
         if self.producer is not None:
             self.producer.start(self)
