@@ -496,13 +496,17 @@ def test_tuspy_recipe_against_gunicorn(docs_server: GunicornServer, tmp_path: Pa
 
 
 # -- reference pages are complete ----------------------------------------------------
-def test_config_reference_lists_every_settings_field() -> None:
+def _config_ext() -> Any:
+    """The docs' ``streaming_config`` Sphinx extension module."""
     sys.path.insert(0, str(DOCS / "_ext"))
     try:
-        streaming_config = importlib.import_module("streaming_config")
+        return importlib.import_module("streaming_config")
     finally:
         sys.path.remove(str(DOCS / "_ext"))
-    text = "\n".join(streaming_config.config_rst())
+
+
+def test_config_reference_lists_every_settings_field() -> None:
+    text = "\n".join(_config_ext().config_rst())
     import dataclasses
 
     for field in dataclasses.fields(Settings):
@@ -512,16 +516,11 @@ def test_config_reference_lists_every_settings_field() -> None:
 
 
 def test_config_reference_shows_byte_counts_as_sizes() -> None:
-    sys.path.insert(0, str(DOCS / "_ext"))
-    try:
-        streaming_config = importlib.import_module("streaming_config")
-    finally:
-        sys.path.remove(str(DOCS / "_ext"))
     from flask_streaming.settings import check_of
 
     sized = {
         key: default
-        for key, _, default, _ in streaming_config.config_fields()
+        for key, _, default, _ in _config_ext().config_fields()
         if re.search(r"\(\d+ (KiB|MiB|GiB|bytes)\)", default)
     }
     import dataclasses

@@ -5,37 +5,21 @@ refuse the same ids."""
 
 from __future__ import annotations
 
-import dataclasses
 import secrets
 from pathlib import Path
-from typing import Any
 
 import pytest
 from flask import Flask
-from flask.json.provider import DefaultJSONProvider
 
 from flask_streaming import Streaming
 from flask_streaming.brokers import MemoryBroker
 from flask_streaming.brokers.base import EncodedEvent
 from flask_streaming.testing import RedisServer
+from tests.test_sse_encoder import Point, PointProvider
 
 #: Ids Python's ``int()`` reads as 70, 80 and 90: an explicit id is ASCII
 #: digits only, on every path.
 NOT_IDS = ["7_0", " 80 ", "\u0669\u0660"]
-
-
-@dataclasses.dataclass
-class Point:
-    x: int
-    y: int
-
-
-class PointProvider(DefaultJSONProvider):
-    @staticmethod
-    def default(o: Any) -> Any:
-        if isinstance(o, Point):
-            return [o.x, o.y]
-        return DefaultJSONProvider.default(o)
 
 
 def make_app(tmp_path: Path, name: str = "publish") -> tuple[Flask, Streaming]:
