@@ -109,7 +109,10 @@ def register_state(app: Flask, make: Callable[[], AppState]) -> AppState:
     <flask_streaming.Streaming.init_app>`); *make* runs only once the app is
     known to have none.
 
-    :raises RuntimeError: *app* already has a state."""
+    :raises RuntimeError: *app* already has a state.
+
+    :meta private:
+    """
     if EXTENSION_KEY in app.extensions:
         raise RuntimeError(
             "A 'Streaming' instance has already been registered on this Flask app."
@@ -120,7 +123,10 @@ def register_state(app: Flask, make: Callable[[], AppState]) -> AppState:
 
 
 def find_state(app: Flask) -> AppState | None:
-    """*app*'s state, ``None`` when no extension is registered with it."""
+    """*app*'s state, ``None`` when no extension is registered with it.
+
+    :meta private:
+    """
     state = app.extensions.get(EXTENSION_KEY)
     return state if isinstance(state, AppState) else None
 
