@@ -14,13 +14,12 @@ within 0.1 s of a change), so that ``/stats`` answers for all workers.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import gevent
 from flask import Flask, request
 
-from benchmarks.fanout_common import CHANNEL, next_slot, payload, publish_args
+from benchmarks.fanout_common import CHANNEL, payload, publish_run
 from flask_streaming import Streaming
 
 app = Flask(__name__)
@@ -72,15 +71,9 @@ def stats() -> dict[str, int]:
 def publish() -> dict[str, float]:
     """Publish ``n`` events on the benchmark channel, as a burst or paced
     at ``rate`` events/s; answer with the first and last publish times."""
-    n, interval = publish_args(request.args)
-    first = start = time.monotonic()
-    for seq in range(n):
-        if interval:
-            gevent.sleep(next_slot(start, seq, interval))
-        if seq == 0:
-            first = time.monotonic()
-        streaming.publish(CHANNEL, payload(seq))
-    return {"first": first, "last": time.monotonic()}
+    return publish_run(
+        request.args, lambda seq: streaming.publish(CHANNEL, payload(seq)), gevent.sleep
+    )
 
 
 if os.environ.get("BENCH_TRACEMALLOC"):

@@ -9,6 +9,8 @@ counts events by that marker and parses one timestamp per read.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 #: The channel every fan-out app publishes on and every client subscribes to.
 CHANNEL = "fanout"
@@ -35,3 +37,21 @@ def next_slot(start: float, seq: int, interval: float) -> float:
     """Seconds to wait before the *seq*-th event of a paced run that started
     at *start* (absolute schedule: a late event does not delay the rest)."""
     return max(0.0, start + seq * interval - time.monotonic())
+
+
+def publish_run(
+    args: Any, send: Callable[[int], object], sleep: Callable[[float], object]
+) -> dict[str, float]:
+    """Publish the events a publish request asks for (:func:`publish_args`):
+    ``send(seq)`` for each, as a burst or paced with *sleep* (the server's
+    own: ``gevent.sleep``); the first and last publish times, which the
+    load client turns into latency and rate."""
+    n, interval = publish_args(args)
+    first = start = time.monotonic()
+    for seq in range(n):
+        if interval:
+            sleep(next_slot(start, seq, interval))
+        if seq == 0:
+            first = time.monotonic()
+        send(seq)
+    return {"first": first, "last": time.monotonic()}

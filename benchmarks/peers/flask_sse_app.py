@@ -8,14 +8,13 @@ Flask-SSE works). Served by the same gunicorn gevent worker as ours, with
 from __future__ import annotations
 
 import os
-import time
 
 import gevent
 from flask import Flask, request
 from flask_sse import sse
 from redis import Redis
 
-from benchmarks.fanout_common import CHANNEL, next_slot, payload, publish_args
+from benchmarks.fanout_common import CHANNEL, payload, publish_run
 
 app = Flask(__name__)
 app.config["REDIS_URL"] = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -42,12 +41,6 @@ def stats() -> dict[str, int]:
 @app.get("/publish")
 def publish() -> dict[str, float]:
     """``sse.publish`` ``n`` events on the benchmark channel (burst or paced)."""
-    n, interval = publish_args(request.args)
-    first = start = time.monotonic()
-    for seq in range(n):
-        if interval:
-            gevent.sleep(next_slot(start, seq, interval))
-        if seq == 0:
-            first = time.monotonic()
-        sse.publish(payload(seq), channel=CHANNEL)
-    return {"first": first, "last": time.monotonic()}
+    return publish_run(
+        request.args, lambda seq: sse.publish(payload(seq), channel=CHANNEL), gevent.sleep
+    )

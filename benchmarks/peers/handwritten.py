@@ -9,14 +9,13 @@ Served by the same gunicorn gevent worker as ours.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 
 import gevent
 from flask import Flask, Response, request
 from gevent.queue import Empty, Queue
 
-from benchmarks.fanout_common import next_slot, payload, publish_args
+from benchmarks.fanout_common import payload, publish_run
 
 app = Flask(__name__)
 subscribers: set[Queue] = set()
@@ -59,14 +58,10 @@ def events() -> Response:
 @app.get("/publish")
 def publish() -> dict[str, float]:
     """Put ``n`` events into every subscriber's queue (burst or paced)."""
-    n, interval = publish_args(request.args)
-    first = start = time.monotonic()
-    for seq in range(n):
-        if interval:
-            gevent.sleep(next_slot(start, seq, interval))
-        if seq == 0:
-            first = time.monotonic()
+
+    def send(seq: int) -> None:
         data = payload(seq)
         for queue in tuple(subscribers):
             queue.put(data)
-    return {"first": first, "last": time.monotonic()}
+
+    return publish_run(request.args, send, gevent.sleep)
