@@ -14,7 +14,8 @@
   port and dir.
 * :func:`free_port`, :func:`wait_for_port`, :func:`wait_for_http` and
   :func:`stop_process` (stop one process by its own pid) are the pieces both
-  are made of; our own tests and benchmarks use these same helpers.
+  are made of, and :func:`http_request` sends one exact request to them;
+  our own tests and benchmarks use these same helpers.
 * :func:`upload_segments` and :func:`upload_tus` drive an upload through the
   native protocol or tus 1.0 with a Flask test client or an ``httpx.Client``.
 """
@@ -125,6 +126,32 @@ def wait_for_http(
             conn.close()
         time.sleep(0.05)
     raise RuntimeError(f"{method} {path} on port {port}: {last} after {timeout}s")
+
+
+def http_request(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: Mapping[str, str] | None = None,
+    *,
+    timeout: float = 30.0,
+) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP request to 127.0.0.1:*port* on a fresh connection, closed
+    afterwards, with exactly *headers* and *body* (no client library in
+    between): the status, the response headers and the body.
+
+    :param timeout: seconds for connecting and for each read.
+    """
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=dict(headers or {}))
+        rv = conn.getresponse()
+        return rv.status, dict(rv.headers), rv.read()
+    finally:
+        conn.close()
 
 
 def stop_process(

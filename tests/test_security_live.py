@@ -6,7 +6,6 @@ everyone's progress (``status``)."""
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import os
 import socket
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 
 from flask_streaming.settings import Settings
-from flask_streaming.testing import GunicornServer
+from flask_streaming.testing import GunicornServer, http_request
 
 pytestmark = pytest.mark.live
 
@@ -38,14 +37,8 @@ def call(
     *,
     tus: bool = True,
 ) -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        h = {"Tus-Resumable": "1.0.0"} if tus else {}
-        conn.request(method, path, body=body, headers={**h, **(headers or {})})
-        rv = conn.getresponse()
-        return rv.status, dict(rv.headers), rv.read()
-    finally:
-        conn.close()
+    h = {"Tus-Resumable": "1.0.0"} if tus else {}
+    return http_request(port, method, path, body, {**h, **(headers or {})})
 
 
 def error(body: bytes) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from flask_streaming.brokers.redis import RedisPublisher
-from flask_streaming.testing import GunicornServer, parse_events
+from flask_streaming.testing import GunicornServer, http_request, parse_events
 
 pytestmark = pytest.mark.live
 
@@ -75,15 +75,9 @@ class Stream:
 
 
 def post(port: int, path: str, body: Any) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
-    try:
-        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-        conn.request("POST", path, body=data, headers={"Content-Type": "application/json"})
-        rv = conn.getresponse()
-        rv.read()
-        return rv.status
-    finally:
-        conn.close()
+    data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    return http_request(port, "POST", path, data, headers, timeout=WAIT)[0]
 
 
 def test_end_streams_of_a_user_and_of_a_channel_on_two_workers_with_redis(

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from flask_streaming.testing import GunicornServer, RedisServer, free_port, stop_process
+from flask_streaming.testing import (
+    GunicornServer,
+    RedisServer,
+    free_port,
+    http_request,
+    stop_process,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -209,3 +215,41 @@ def test_mutation_slices_name_files_that_exist() -> None:
         for path in (*s.modules, *s.tests):
             assert (ROOT / path).exists(), (s.name, path)
         assert 'module-path = ["' in mutation._config(s)
+
+
+def test_http_request_sends_exactly_what_it_is_given() -> None:
+    """One request on a fresh connection: the method, path, headers and body
+    arrive as given; status, headers and body come back."""
+    import http.server
+    import json
+    import threading
+
+    seen: list[dict[str, object]] = []
+
+    class Echo(http.server.BaseHTTPRequestHandler):
+        def do_PATCH(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            seen.append({"path": self.path, "x": self.headers.get("X-Test"), "body": body})
+            self.send_response(207)
+            self.send_header("X-Answer", "42")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Echo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        status, headers, body = http_request(
+            port, "PATCH", "/p?q=1", b"payload", {"X-Test": "yes"}, timeout=5
+        )
+        assert (status, headers["X-Answer"], body) == (207, "42", b"ok")
+        assert seen == [{"path": "/p?q=1", "x": "yes", "body": b"payload"}]
+        assert json.dumps(headers)  # a plain dict of str
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -5,7 +5,6 @@ an unfinished upload answers 409 JSON."""
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 from flask import Flask
 
 from flask_streaming import Streaming
-from flask_streaming.testing import GunicornServer
+from flask_streaming.testing import GunicornServer, http_request
 
 TUS = "/streaming/tus/"
 T = {"Tus-Resumable": "1.0.0"}
@@ -157,13 +156,7 @@ def test_get_under_gunicorn_sendfile_range_and_304(
     data = os.urandom(3 << 20)
 
     def call(method: str, path: str, body: bytes = b"", **headers: str) -> Any:
-        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-        try:
-            conn.request(method, path, body=body, headers=headers)
-            rv = conn.getresponse()
-            return rv.status, rv.headers, rv.read()
-        finally:
-            conn.close()
+        return http_request(server.port, method, path, body, headers)
 
     status, headers, _ = call("POST", TUS, **T, **{"Upload-Length": str(len(data))})
     path = (

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import json
 import os
 import signal
@@ -21,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from flask_streaming.testing import GunicornServer
+from flask_streaming.testing import GunicornServer, http_request
 
 pytestmark = pytest.mark.live
 
@@ -35,13 +34,7 @@ KiB, MiB = 1 << 10, 1 << 20
 def request(
     port: int, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
 ) -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request(method, path, body=body, headers={"Tus-Resumable": "1.0.0", **(headers or {})})
-        rv = conn.getresponse()
-        return rv.status, dict(rv.headers), rv.read()
-    finally:
-        conn.close()
+    return http_request(port, method, path, body, {"Tus-Resumable": "1.0.0", **(headers or {})})
 
 
 def offset(port: int, url: str) -> int:

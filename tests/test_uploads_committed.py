@@ -31,7 +31,7 @@ from flask_streaming.signals import (
     upload_committed,
     upload_completed,
 )
-from flask_streaming.testing import GunicornServer
+from flask_streaming.testing import GunicornServer, http_request
 from flask_streaming.uploads import get_upload_service
 from flask_streaming.uploads.delivery import LEASE, Pending
 
@@ -264,13 +264,8 @@ def test_the_sweep_sends_markers_of_completed_uploads(app: Flask) -> None:
 def _call(
     port: int, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
 ) -> tuple[int, Any]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        rv = conn.getresponse()
-        return rv.status, json.loads(rv.read() or b"null")
-    finally:
-        conn.close()
+    status, _, data = http_request(port, method, path, body, headers)
+    return status, json.loads(data or b"null")
 
 
 @pytest.mark.live

@@ -18,6 +18,7 @@ from flask import Flask
 
 import flask_streaming
 from flask_streaming import Streaming
+from flask_streaming.testing import http_request
 from flask_streaming.uploads import get_upload_service
 from flask_streaming.uploads.locks import FileLock
 from flask_streaming.uploads.storage import FileStorage
@@ -211,13 +212,8 @@ def test_a_stalled_body_does_not_block_the_session(live_server: Any, tmp_path: P
     )
 
     def call(method: str, path: str, body: bytes = b"", **headers: str) -> tuple[int, Any]:
-        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-        try:
-            conn.request(method, path, body=body, headers=headers)
-            rv = conn.getresponse()
-            return rv.status, rv.read()
-        finally:
-            conn.close()
+        status, _, data = http_request(server.port, method, path, body, headers)
+        return status, data
 
     def stall(request_head: str) -> socket.socket:
         s = socket.create_connection(("127.0.0.1", server.port))

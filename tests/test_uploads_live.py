@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from flask_streaming.testing import GunicornServer
+from flask_streaming.testing import GunicornServer, http_request
 
 pytestmark = pytest.mark.live
 
@@ -114,18 +114,9 @@ def test_parallel_segments_from_many_connections(server: GunicornServer) -> None
     parts = [os.urandom(300_000) for _ in range(24)]
 
     def put(i: int) -> tuple[int, Any]:
-        c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-        try:
-            c.request(
-                "POST",
-                URL,
-                body=parts[i],
-                headers={"X-Stream-Id": sid, "X-Stream-Segment": str(i), "X-Stream-Done": "false"},
-            )
-            rv = c.getresponse()
-            return rv.status, json.loads(rv.read())
-        finally:
-            c.close()
+        headers = {"X-Stream-Id": sid, "X-Stream-Segment": str(i), "X-Stream-Done": "false"}
+        status, _, data = http_request(server.port, "POST", URL, parts[i], headers)
+        return status, json.loads(data)
 
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(put, range(24)))

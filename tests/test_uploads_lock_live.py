@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from flask_streaming.testing import GunicornServer
+from flask_streaming.testing import GunicornServer, http_request
 
 pytestmark = pytest.mark.live
 
@@ -37,13 +37,7 @@ SEGMENTS = 24
 def call(
     port: int, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
 ) -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        rv = conn.getresponse()
-        return rv.status, dict(rv.headers), rv.read()
-    finally:
-        conn.close()
+    return http_request(port, method, path, body, headers, timeout=60)
 
 
 class Pinned:

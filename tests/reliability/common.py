@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from flask_streaming.testing import EventParser, GunicornServer
+from flask_streaming.testing import EventParser, GunicornServer, http_request
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 APP = "tests.apps.reliability_app:create_app()"
@@ -109,18 +109,12 @@ def request(
     timeout: float = 30,
 ) -> tuple[int, Any, dict[str, str]]:
     """One request on a fresh connection: status, JSON (or raw bytes), headers."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    status, got, data = http_request(port, method, path, body, headers, timeout=timeout)
     try:
-        conn.request(method, path, body=body, headers=headers or {})
-        rv = conn.getresponse()
-        data = rv.read()
-        try:
-            parsed: Any = json.loads(data) if data else None
-        except ValueError:
-            parsed = data
-        return rv.status, parsed, {k.lower(): v for k, v in rv.getheaders()}
-    finally:
-        conn.close()
+        parsed: Any = json.loads(data) if data else None
+    except ValueError:
+        parsed = data
+    return status, parsed, {k.lower(): v for k, v in got.items()}
 
 
 def wait_until(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
