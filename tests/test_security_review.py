@@ -50,24 +50,28 @@ def test_a_planted_acks_link_is_not_followed(
     live_server: Callable[..., GunicornServer], tmp_path: Path
 ) -> None:
     """The post-commit acknowledgements were created through a link planted
-    in place of a session's ``acks`` folder (files appeared elsewhere); the
-    upload itself still succeeds."""
+    in place of a session's ``acks`` folder (files appeared elsewhere); they
+    are now lines of ``acks.log``: a link planted in its place (or as the
+    ``acks`` folder an older version used) is neither written nor read nor
+    emptied through, and the upload itself still succeeds."""
     port = serve(live_server).port
-    url = tus_create(port, "alice", 10)
+    url = tus_create(port, "alice", 15)
     assert tus_patch(port, "alice", url, 0, b"01234")[0] == 204
     victim = tmp_path / "victim"
     victim.mkdir()
-    acks = store(tmp_path) / url.rsplit("/", 1)[1] / "acks"
-    if acks.exists():
-        for p in acks.iterdir():
-            p.unlink()
-        acks.rmdir()
-    acks.symlink_to(victim)
-    status, _, body = tus_patch(port, "alice", url, 5, b"56789")
-    assert status == 204, body
-    assert list(victim.iterdir()) == []
+    (victim / "file").write_bytes(b"keep")
+    (victim / "0123456789abcdef").touch()  # a token's name, for the old folder
+    folder = store(tmp_path) / url.rsplit("/", 1)[1]
+    (folder / "acks.log").unlink()
+    (folder / "acks.log").symlink_to(victim / "file")
+    (folder / "acks").symlink_to(victim)
+    for offset, data in ((5, b"56789"), (10, b"abcde")):
+        status, _, body = tus_patch(port, "alice", url, offset, data)
+        assert status == 204, body
+    assert sorted(p.name for p in victim.iterdir()) == ["0123456789abcdef", "file"]
+    assert (victim / "file").read_bytes() == b"keep"
     status, h, _ = call(port, "HEAD", url, headers={"X-User": "alice"})
-    assert status == 200 and h["Upload-Offset"] == "10"
+    assert status == 200 and h["Upload-Offset"] == "15"
 
 
 def _open_stream(port: int, user: str, channel: str) -> socket.socket:

@@ -34,6 +34,7 @@ from flask_streaming.signals import (
 from flask_streaming.testing import GunicornServer, http_request
 from flask_streaming.uploads import get_upload_service
 from flask_streaming.uploads.delivery import LEASE, Pending
+from flask_streaming.uploads.storage import FileStorage
 
 URL = "/streaming/uploads"
 TUS = "/streaming/tus/"
@@ -129,10 +130,12 @@ def test_native_after_commit_outside_the_lock_once(app: Flask) -> None:
     # the segments' markers were dropped by the next transaction; the
     # completion's stays, acknowledged, until the sweep drops it
     assert session is not None and [p["signal"] for p in session.pending] == ["upload-committed"]
-    assert storage.acknowledged(sid) == {session.pending[0]["token"]}
+    assert storage.acknowledged(sid, session.acks_read)[0] == {session.pending[0]["token"]}
     get_upload_service(app).cleanup()
     session = storage.load(sid)
-    assert session is not None and session.pending == [] and storage.acknowledged(sid) == set()
+    assert session is not None and session.pending == []
+    assert storage.acknowledged(sid, session.acks_read) == (set(), session.acks_read)
+    assert session.acks_read == os.path.getsize(os.path.join(storage.folder, sid, "acks.log"))
 
 
 def test_tus_after_commit_once_and_not_for_a_partial(app: Flask) -> None:
@@ -231,7 +234,8 @@ def test_a_marker_left_by_a_dead_worker_is_sent_by_the_next_request(app: Flask) 
     storage = get_upload_service(app).storage
     session = storage.load(sid)
     assert session is not None
-    unsent = [p["token"] for p in session.pending if p["token"] not in storage.acknowledged(sid)]
+    acked = storage.acknowledged(sid)[0]  # from the start of the log
+    unsent = [p["token"] for p in session.pending if p["token"] not in acked]
     assert unsent == [alive.token], "the orphan is gone; the live owner's marker waits"
 
 
@@ -295,3 +299,105 @@ def test_a_worker_killed_between_commit_and_send(
     committed = Counter(r["index"] for r in records if r["signal"] == "segment-committed")
     assert committed == Counter({0: 1, 1: 1, 2: 1}), "segment 0's signal was sent later, once"
     assert [r["signal"] for r in records].count("upload-committed") == 1
+
+
+# -- acknowledgements: an append-only log read with a cursor ----------------------
+def _marked(app: Flask) -> tuple[FileStorage, str, str]:
+    """A native session with one segment committed and a receiver that
+    ran: its record holds the segment's marker, acknowledged in the log."""
+    c = app.test_client()
+    sid = c.get(URL).json["streamId"]
+    with segment_committed.connected_to(lambda sender, **kw: None, app):
+        assert seg(c, sid, 0, b"hello").status_code == 200
+    storage = get_upload_service(app).storage
+    assert isinstance(storage, FileStorage)
+    session = storage.load(sid)
+    assert session is not None and len(session.pending) == 1
+    return storage, sid, session.pending[0]["token"]
+
+
+def test_acknowledgements_are_lines_of_one_log_read_past_by_a_cursor(app: Flask) -> None:
+    storage, sid, token = _marked(app)
+    log = os.path.join(storage.folder, sid, "acks.log")
+    assert Path(log).read_bytes() == f"{token}\n".encode(), "one line, no file per signal"
+    assert not os.path.exists(os.path.join(storage.folder, sid, "acks"))
+    assert storage.acknowledged(sid) == ({token}, 17)
+    assert storage.acknowledged(sid, 17) == (set(), 17)
+    # a line being written (or left half-written by a killed worker) is not
+    # read past; the next whole line is read, with its token
+    with open(log, "ab") as f:
+        f.write(b"0123")
+    assert storage.acknowledged(sid, 17) == (set(), 17)
+    other = "89abcdef01234567"
+    storage.acknowledge(sid, other)
+    assert storage.acknowledged(sid, 17) == ({other}, 17 + 4 + 17)
+    with pytest.raises(ValueError):
+        storage.acknowledge(sid, "../x\n")
+    # the next commit drops the marker and keeps where it read to (its
+    # own segment's note comes after, once the lock is released)
+    c = app.test_client()
+    read_to = os.path.getsize(log)
+    with segment_committed.connected_to(lambda sender, **kw: None, app):
+        assert seg(c, sid, 1, b"world").status_code == 200
+    session = storage.load(sid)
+    assert session is not None and session.acks_read == read_to
+    assert [p["segment"]["index"] for p in session.pending] == [1], "0 acknowledged: dropped"
+    assert storage.acknowledged(sid, read_to) == ({session.pending[0]["token"]}, read_to + 17)
+
+
+def test_a_note_after_the_cursor_is_never_lost(app: Flask) -> None:
+    """The log is never cut: a note appended after a commit read it (its
+    marker still in the record) is read by the next commit."""
+    storage, sid, _token = _marked(app)
+    c = app.test_client()
+    seen: list[int] = []
+    with segment_committed.connected_to(lambda s, segment, **kw: seen.append(segment.index), app):
+        # this commit reads the log: segment 0's marker goes, segment 1's stays
+        assert seg(c, sid, 1, b"world").status_code == 200
+        session = storage.load(sid)
+        assert session is not None and len(session.pending) == 1
+        cursor = session.acks_read
+        assert seg(c, sid, 2, b"!").status_code == 200
+    session = storage.load(sid)
+    assert session is not None and session.acks_read > cursor
+    assert [p["segment"]["index"] for p in session.pending] == [2]
+    assert seen == [1, 2], "each sent once"
+
+
+def test_acknowledgements_left_as_files_by_an_older_version_count(app: Flask) -> None:
+    """Upgrading with markers in flight: an ``acks/<token>`` file written by
+    the previous version still drops its marker (no second signal), and is
+    removed; a link planted in its place is not followed."""
+    storage, sid, token = _marked(app)
+    folder = os.path.join(storage.folder, sid)
+    os.unlink(os.path.join(folder, "acks.log"))  # as the older version left it
+    session = storage.load(sid)
+    assert session is not None
+    session.acks_read = 0
+    storage.save(session)
+    os.mkdir(os.path.join(folder, "acks"))
+    open(os.path.join(folder, "acks", token), "wb").close()
+    c = app.test_client()
+    with Recorder(app) as rec:
+        assert seg(c, sid, 1, b"world").status_code == 200
+    assert [e[1][0] for e in rec.events if e[0] == "segment-committed"] == [1]
+    session = storage.load(sid)
+    assert session is not None and [p["segment"]["index"] for p in session.pending] == [1]
+    assert os.listdir(os.path.join(folder, "acks")) == [], "forgotten once dropped"
+
+
+def test_a_link_planted_as_the_old_acks_folder_is_not_followed(app: Flask, tmp_path: Path) -> None:
+    storage, sid, token = _marked(app)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / token).touch()
+    folder = Path(storage.folder, sid)
+    (folder / "acks.log").unlink()
+    session = storage.load(sid)
+    assert session is not None
+    session.acks_read = 0
+    storage.save(session)
+    (folder / "acks").symlink_to(victim)
+    assert storage.acknowledged(sid) == (set(), 0)
+    storage.forget_acknowledged(sid, [token])
+    assert (victim / token).exists()

@@ -64,6 +64,9 @@ class UploadSession:
     #: Post-commit signals not yet acknowledged
     #: (:class:`~flask_streaming.uploads.delivery.Pending` records).
     pending: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    #: How far the store's acknowledgements of those signals were read (a
+    #: cursor of :meth:`~.storage.Acknowledgements.acknowledged`).
+    acks_read: int = 0
     # -- tus --------------------------------------------------------------
     #: ``Upload-Metadata`` as the client sent it (echoed by ``HEAD``).
     tus_metadata: str | None = None

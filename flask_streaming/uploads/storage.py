@@ -16,6 +16,7 @@ Layout of :class:`FileStorage`::
     <folder>/<id>/data             the upload's bytes, at their offsets
     <folder>/<id>/segments/<n>.json   the record of accepted segment n
     <folder>/<id>/segments/<n>.bin    its bytes when it arrived out of order
+    <folder>/<id>/acks.log         post-commit signals sent (one token a line)
     <folder>/<id>/tmp/             bodies being received
     <folder>/.clients/<key>/<id>   which sessions a client opened
 
@@ -30,22 +31,34 @@ mid-body) are ignored and overwritten by the resent segment.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Iterable
 from typing import IO, Any, Protocol
 
 from .locks import FileLock, Lock
-from .private_files import DIR_MODE, make_private_dir, open_fd, open_private, warn_if_shared
+from .private_files import (
+    DIR_MODE,
+    NOFOLLOW,
+    make_private_dir,
+    open_fd,
+    open_private,
+    warn_if_shared,
+)
 from .segments import BLOCK_SIZE
 from .sessions import UploadSession, valid_session_id
 
 logger = logging.getLogger(__name__)
+
+#: A post-commit signal's token (:attr:`.delivery.Pending.token`).
+_TOKEN = re.compile(r"[0-9a-f]{16}")
 
 
 class Staging(Protocol):
@@ -142,17 +155,22 @@ class SegmentRecords(Protocol):
 
 
 class Acknowledgements(Protocol):
-    """Post-commit signals sent (see :mod:`.delivery`), written without the
-    session lock."""
+    """Post-commit signals sent (see :mod:`.delivery`), noted without the
+    session lock and read under it. The notes form a log that only grows:
+    a reader passes the cursor it got last time (kept in the session
+    record) and reads what was noted since."""
 
     def acknowledge(self, session_id: str, token: str) -> None:
-        """Note that the signal *token* was sent (the session may be gone)."""
+        """Note that the signal *token* (16 hexadecimal digits) was sent
+        (the session may be gone)."""
 
-    def acknowledged(self, session_id: str) -> set[str]:
-        """Tokens noted and not yet forgotten."""
+    def acknowledged(self, session_id: str, since: int = 0) -> tuple[set[str], int]:
+        """The tokens noted after cursor *since* (``0``: every one), and the
+        cursor after them (pass it next time)."""
 
     def forget_acknowledged(self, session_id: str, tokens: Iterable[str]) -> None:
-        """Forget *tokens* (their markers were dropped from the record)."""
+        """*tokens* were read and their markers dropped from the record: a
+        store that keeps each note apart may remove them."""
 
 
 class ClientIndex(Protocol):
@@ -477,35 +495,96 @@ class FileStorage:
         return open_range(os.path.join(self._dir(session_id), "data"), offset, size)
 
     # -- post-commit signal acknowledgements ---------------------------------
+    # One line per signal sent, appended to ``acks.log`` (an append to an
+    # existing file, not a new file per signal: creating a file is the
+    # costliest call of a request on ext4). The log only grows; the session
+    # record keeps how far it was read (``acks_read``), so nothing is ever
+    # removed from it while a worker may be appending (no lost note).
     def _acks(self, session_id: str) -> str:
-        return os.path.join(self._dir(session_id), "acks")
+        return os.path.join(self._dir(session_id), "acks.log")
 
     def acknowledge(self, session_id: str, token: str) -> None:
-        """Note that the post-commit signal *token* was sent (no lock: one
-        empty file; a session removed meanwhile is ignored)."""
-        folder = self._acks(session_id)
+        """Note that the post-commit signal *token* was sent: one line
+        appended (no lock: one short ``O_APPEND`` write; a session removed
+        meanwhile is ignored, a planted link is not followed)."""
+        if not _TOKEN.fullmatch(token):
+            raise ValueError(f"not a signal token: {token!r}")
         try:
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(folder, DIR_MODE)  # not its parents: a removed session stays removed
-            if os.path.islink(folder):  # planted: never create files through it
-                logger.warning("flask_streaming: %s is a symbolic link; not followed", folder)
-                return
-            os.close(open_fd(os.path.join(folder, token), os.O_WRONLY | os.O_CREAT))
+            fd = open_fd(self._acks(session_id), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         except (FileNotFoundError, NotADirectoryError):
-            pass
+            return  # the session is gone (its folder is not made again)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            logger.warning("flask_streaming: %s is a symbolic link; not followed", exc.filename)
+            return
+        try:
+            os.write(fd, f"{token}\n".encode("ascii"))
+        finally:
+            os.close(fd)
 
-    def acknowledged(self, session_id: str) -> set[str]:
-        """Tokens acknowledged and not yet forgotten."""
+    def acknowledged(self, session_id: str, since: int = 0) -> tuple[set[str], int]:
+        """The tokens noted after byte *since* of ``acks.log`` and the
+        offset after the last whole line (a line being written is read next
+        time), plus, while nothing was read yet (*since* ``0``), any left as
+        files in ``acks/`` by an older version."""
+        tokens = self._legacy_acknowledged(session_id) if since == 0 else set()
         try:
-            return set(os.listdir(self._acks(session_id)))
+            fd = open_fd(self._acks(session_id), os.O_RDONLY)
         except (FileNotFoundError, NotADirectoryError):
+            return tokens, since
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            logger.warning("flask_streaming: %s is a symbolic link; not followed", exc.filename)
+            return tokens, since
+        try:
+            chunks = []
+            pos = since
+            while block := os.pread(fd, 1 << 16, pos):
+                chunks.append(block)
+                pos += len(block)
+        finally:
+            os.close(fd)
+        data = b"".join(chunks)
+        end = data.rfind(b"\n") + 1
+        for line in data[:end].split(b"\n"):
+            # the last 16 digits: a line a killed worker left half-written
+            # only prefixes the next one
+            token = line[-16:].decode("ascii", "replace")
+            if _TOKEN.fullmatch(token):
+                tokens.add(token)
+        return tokens, since + end
+
+    def _legacy_acknowledged(self, session_id: str) -> set[str]:
+        """Tokens an older version left as empty files in ``acks/`` (a link
+        planted there is not followed)."""
+        try:
+            fd = os.open(self._legacy_acks(session_id), os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW)
+        except OSError:  # none (the usual case), or a link
             return set()
+        try:
+            return {name for name in os.listdir(fd) if _TOKEN.fullmatch(name)}
+        finally:
+            os.close(fd)
+
+    def _legacy_acks(self, session_id: str) -> str:
+        return os.path.join(self._dir(session_id), "acks")
 
     def forget_acknowledged(self, session_id: str, tokens: Iterable[str]) -> None:
-        """Remove acknowledgements whose markers the session record dropped."""
-        for token in tokens:
-            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                os.unlink(os.path.join(self._acks(session_id), token))
+        """Remove the files an older version left in ``acks/`` for *tokens*
+        (the log itself is read past by the cursor, never rewritten)."""
+        try:
+            fd = os.open(self._legacy_acks(session_id), os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW)
+        except OSError:
+            return
+        try:
+            for token in tokens:
+                if _TOKEN.fullmatch(token):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(token, dir_fd=fd)
+        finally:
+            os.close(fd)
 
     # -- per-client index --------------------------------------------------
     def _client_dir(self, client: str) -> str:

@@ -94,7 +94,11 @@ class Transaction:
     def commit(self) -> None:
         """Save the record (once): settles acknowledged and orphaned
         markers first."""
-        acked = self.storage.acknowledged(self.session_id) if self.session.pending else set()
+        acked: set[str] = set()
+        if self.session.pending:  # none pending: no note can concern this record
+            acked, self.session.acks_read = self.storage.acknowledged(
+                self.session_id, self.session.acks_read
+            )
         taken = delivery.settle(self.session, acked)
         self.storage.save(self.session)
         if acked:
