@@ -5,9 +5,11 @@ committed segment / completed upload — and at least once across crashes.
 How: the locked transaction that commits a segment (or completes an
 upload) also writes a **pending marker** into the session record, in the
 same save, naming the signal, what it is about, and its *owner* (this
-process). After the lock is released the owner sends the signal and writes
-an acknowledgement (a file of the store, no lock needed). The next locked
-transaction on the session drops acknowledged markers. A marker without
+process). After the lock is released the owner sends the signal and notes
+an acknowledgement in the store (a line appended to the session's log, no
+lock needed). The next locked transaction on the session reads the notes
+made since the last one read (the record keeps where: ``acks_read``) and
+drops acknowledged markers. A marker without
 acknowledgement whose owner is gone — a dead process on this host, or a
 lease of :data:`LEASE` seconds passed for an owner on another host — is
 taken over by the next request on the session (or the sweep, ``flask
