@@ -19,7 +19,8 @@ from .brokers import Broker, Subscriber, check_channel
 from .errors import BadRequest, Forbidden, TooManyRequests
 from .revocation import GuardedSubscription
 from .settings import Settings
-from .sse import SSE_HEADERS, ServerSentEvent, event_body, event_stream_response, jittered_retry
+from .sse import SSE_HEADERS, event_body, event_stream_response
+from .sse_wire import DEFAULT_RETRY, ServerSentEvent, jittered_retry
 from .state import Hooks, get_state
 from .transport import Outbox
 
@@ -36,7 +37,7 @@ def _refusal(settings: Settings, headers: Mapping[str, str] | None) -> Response:
     """A 200 stream that only says "come back later": an ``EventSource``
     gives up for good on any other status. The caller's *headers* win, as on
     the stream it would have got."""
-    retry = jittered_retry(settings.retry or 3000)
+    retry = jittered_retry(settings.retry or DEFAULT_RETRY)
     err = ServerSentEvent(
         {"message": "Too many connections; retrying later."}, event="stream-error"
     ).encode()
@@ -93,14 +94,14 @@ def subscribe_response(
         )
     outbox = Outbox()
     sub = Subscriber(broker, names, outbox, last_event_id, client)
-    sub.retry = settings.retry or 3000
+    sub.retry = settings.retry or DEFAULT_RETRY
     # end_streams compares strings (an app may name a user by an int id)
     user = state.hooks.current_stream_user() if user is None else str(user)
     source = GuardedSubscription(sub, state.streams, user, recheck)
     body = event_body(
         outbox,
         ping=ping,
-        retry=retry if retry is not None else (settings.retry or 3000),
+        retry=retry if retry is not None else (settings.retry or DEFAULT_RETRY),
         producer=source,
         channels=names,
     )

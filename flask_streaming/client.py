@@ -6,7 +6,7 @@
   there. A failed upload raises :class:`UploadFailed`, whose ``resume``
   value continues it later: ``upload(path, url, resume=err.resume)``.
 * :func:`events` iterates the events of an event stream, parsed exactly as
-  a browser does (:class:`~flask_streaming.sse_parser.EventParser`), and
+  a browser does (:class:`~flask_streaming.sse_wire.EventParser`), and
   reconnects with ``Last-Event-ID`` after the server's ``retry`` delay.
 
 ::
@@ -33,8 +33,8 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import TRANSIENT_500_CODES
-from .sse_parser import Event, EventParser
+from .error_codes import TRANSIENT_500_CODES
+from .sse_wire import EVENT_STREAM_TYPE, Event, EventParser
 from .tus_version import TUS_VERSION
 
 if TYPE_CHECKING:
@@ -166,7 +166,7 @@ def _request(
 
 def _retryable(response: httpx.Response) -> bool:
     """Whether sending again may help: a 500 only for a transient code
-    (:data:`~flask_streaming.errors.TRANSIENT_500_CODES`)."""
+    (:data:`~flask_streaming.error_codes.TRANSIENT_500_CODES`)."""
     if response.status_code == 500:
         return (_json(response) or {}).get("error") in TRANSIENT_500_CODES
     return response.status_code in _RETRYABLE_STATUS
@@ -523,7 +523,7 @@ def is_event_stream(content_type: str) -> bool:
     """``True`` when a ``Content-Type`` value's MIME type (its essence,
     parameters ignored, compared without case) is ``text/event-stream``,
     as the WHATWG ``EventSource`` checks it."""
-    return content_type.split(";", 1)[0].strip().lower() == "text/event-stream"
+    return content_type.split(";", 1)[0].strip().lower() == EVENT_STREAM_TYPE
 
 
 def events(
@@ -570,7 +570,7 @@ def events(
     connected = False
     try:
         while True:
-            base = httpx.Headers({"Accept": "text/event-stream", "Cache-Control": "no-cache"})
+            base = httpx.Headers({"Accept": EVENT_STREAM_TYPE, "Cache-Control": "no-cache"})
             base.update(headers or {})
             request_headers = list(base.raw)
             if last_id:

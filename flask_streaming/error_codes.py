@@ -179,6 +179,12 @@ _TABLE = (
     ErrorCode("upload_locked", 423, _T, "another request is writing this upload"),
 )
 
+#: The codes of 500 answers that may succeed when sent again (a hook or the
+#: store failed this time; the Python client reads this set without
+#: loading Flask). Clients retry a 500 only for these; any other
+#: 500 (e.g. ``hook_result_invalid``, a server bug) is final.
+TRANSIENT_500_CODES = frozenset({"hook_failed", "storage_error"})
+
 #: Code → :class:`ErrorCode`, in table order.
 ERRORS: dict[str, ErrorCode] = {e.code: e for e in _TABLE}
 assert len(ERRORS) == len(_TABLE), "an error code is listed twice"

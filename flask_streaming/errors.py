@@ -17,6 +17,7 @@ from flask import Response, has_request_context, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from .error_codes import ERRORS
+from .error_codes import TRANSIENT_500_CODES as TRANSIENT_500_CODES
 
 
 class StreamingError(Exception):
@@ -172,12 +173,6 @@ class StorageFailed(StreamingError):
     disk); nothing was accepted, the client may send again."""
 
     status, code = 500, "storage_error"
-
-
-#: The codes of 500 answers that may succeed when sent again (a hook or the
-#: store failed this time). Clients retry a 500 only for these; any other
-#: 500 (e.g. ``hook_result_invalid``, a server bug) is final.
-TRANSIENT_500_CODES = frozenset({"hook_failed", "storage_error"})
 
 
 def _http_code(exc: HTTPException) -> str:

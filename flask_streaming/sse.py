@@ -1,6 +1,8 @@
-"""Server-Sent Events: the encoder and the response helpers.
+"""Server-Sent Events: the Flask side (responses, the request's
+``Last-Event-ID``, JSON through the app's provider).
 
-* :class:`ServerSentEvent` encodes one event exactly to the WHATWG
+* :class:`ServerSentEvent` (defined in :mod:`flask_streaming.sse_wire`,
+  with the rest of the wire format) encodes one event exactly to the WHATWG
   event-stream rules (HTML Living Standard, "Server-sent events",
   https://html.spec.whatwg.org/multipage/server-sent-events.html).
 * :func:`sse_response` streams an app's own (sync) generator, with heartbeats
@@ -14,10 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-from _json import encode_basestring as _c_encode_basestring
-from _json import encode_basestring_ascii as _c_encode_basestring_ascii
-from _json import make_encoder as _c_make_encoder
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -27,31 +25,21 @@ from flask.json.provider import DefaultJSONProvider, JSONProvider
 from .deprecations import renamed
 from .producers import Producer, pump
 from .settings import get_settings
-from .transport import Outbox, ResponseBody, Source, gevent_active, retry_line
-from .transport import jittered_retry as _jittered_retry
+from .sse_wire import (
+    DEFAULT_RETRY,
+    EVENT_STREAM_TYPE,
+    PING,
+    PRELUDE,
+    ServerSentEvent,
+    compact_json_dumps,
+    jittered_retry,
+    retry_line,
+    to_event,
+    use_json_dumps,
+)
+from .transport import Outbox, ResponseBody, Source, gevent_active
 
 logger = logging.getLogger(__name__)
-
-
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
-_FORBIDDEN = re.compile(r"[\r\n\x00]")
-
-#: The heartbeat: a comment line, which every client ignores. No blank line
-#: follows it: a comment needs none, and clients that dispatch at every
-#: blank line (fetch-event-source, httpx-sse once an id was seen) would hand
-#: the app an empty "phantom" event for it.
-PING = b": ping\n"
-
-#: The first bytes of every event stream (before an optional ``retry:``
-#: line): they make the server send the status line and headers at once.
-#: A comment line without a blank line, like :data:`PING`.
-PRELUDE = b": stream opened\n"
-
-#: The ``Content-Type`` of every event stream: the bare type. The WHATWG
-#: registration of ``text/event-stream`` says a ``charset`` parameter serves
-#: no purpose (the stream is always UTF-8), and some clients (sveltekit-sse's
-#: ``source()``) accept a response only when the type is exactly this.
-EVENT_STREAM_TYPE = "text/event-stream"
 
 #: Headers of every event stream. No hop-by-hop ``Connection`` header: WSGI
 #: forbids it and the server manages the connection.
@@ -63,12 +51,6 @@ SSE_HEADERS = {
     "X-Accel-Buffering": "no",
 }
 
-_EVENT_FIELDS = frozenset({"data", "event", "id", "retry", "comment"})
-
-
-def _no_default(obj: Any) -> Any:
-    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
-
 
 def json_dumps(provider: JSONProvider | None = None) -> Callable[[Any], str]:
     """A compact JSON encoder: *provider*'s (an app's ``app.json``; default:
@@ -76,123 +58,26 @@ def json_dumps(provider: JSONProvider | None = None) -> Callable[[Any], str]:
     dates, UUIDs, dataclasses, its ``sort_keys`` and ``ensure_ascii``; else
     the stdlib's (keys in insertion order, raw UTF-8).
 
-    With the default provider this is the stdlib's C encoder made once, which
-    saves the per-call set-up of :meth:`json.JSONEncoder.encode` on hot paths
-    (one call per NDJSON record or SSE event). Like ``check_circular=False``,
-    it does not detect reference cycles.
+    With the default provider this is
+    :func:`~flask_streaming.sse_wire.compact_json_dumps` with the provider's
+    settings: the stdlib's C encoder made once (it does not detect reference
+    cycles). It is also what :meth:`ServerSentEvent.encode` uses when given
+    no encoder.
     """
-    default: Any = _no_default
-    sort_keys = ensure_ascii = False
     if provider is None and has_app_context():
         provider = current_app.json
-    if provider is not None:
-        if not isinstance(provider, DefaultJSONProvider):
-            return provider.dumps
-        default = provider.default
-        sort_keys, ensure_ascii = bool(provider.sort_keys), bool(provider.ensure_ascii)
-    encode_str = _c_encode_basestring_ascii if ensure_ascii else _c_encode_basestring
-    encoder = _c_make_encoder(None, default, encode_str, None, ":", ",", sort_keys, False, True)
-    join = "".join
-
-    def dumps(obj: Any) -> str:
-        return join(encoder(obj, 0))
-
-    return dumps
+    if provider is None:
+        return compact_json_dumps()
+    if not isinstance(provider, DefaultJSONProvider):
+        return provider.dumps
+    return compact_json_dumps(
+        provider.default,
+        sort_keys=bool(provider.sort_keys),
+        ensure_ascii=bool(provider.ensure_ascii),
+    )
 
 
-def _check_field(name: str, value: str) -> str:
-    if _FORBIDDEN.search(value):
-        raise ValueError(f"SSE {name} must not contain CR, LF or NUL: {value!r}")
-    return value
-
-
-class ServerSentEvent:
-    """One event of an event stream.
-
-    :param data: ``str`` is sent as is (split into ``data:`` lines on CR, LF
-        and CRLF only), ``bytes`` are decoded as UTF-8, anything else is
-        encoded as compact JSON. ``None``: no ``data:`` line, so the event
-        does not dispatch (useful for a lone ``retry`` or comment).
-    :param event: the event type; clients dispatch it by name.
-    :param id: sets the client's last event id (``0`` and ``""`` are kept).
-    :param retry: the client's reconnection time in milliseconds.
-    :param comment: a comment line, ignored by clients.
-    :raises ValueError: CR, LF or NUL in ``event``, ``id`` or ``comment``, or
-        a ``retry`` that is not a non-negative integer.
-    """
-
-    __slots__ = ("comment", "data", "event", "id", "retry")
-
-    def __init__(
-        self,
-        data: Any = None,
-        *,
-        event: str | None = None,
-        id: str | int | None = None,
-        retry: int | None = None,
-        comment: str | None = None,
-    ) -> None:
-        if retry is not None and (
-            not isinstance(retry, int) or isinstance(retry, bool) or retry < 0
-        ):
-            raise ValueError(f"SSE retry must be a non-negative int, not {retry!r}")
-        self.data = data
-        self.event = None if event is None else _check_field("event", str(event))
-        self.id = None if id is None else _check_field("id", str(id))
-        self.retry = retry
-        self.comment = None if comment is None else _check_field("comment", str(comment))
-
-    def __repr__(self) -> str:
-        fields = ", ".join(
-            f"{k}={getattr(self, k)!r}" for k in self.__slots__ if getattr(self, k) is not None
-        )
-        return f"ServerSentEvent({fields})"
-
-    def encode(self, dumps: Callable[[Any], str] | None = None) -> bytes:
-        """The event as UTF-8 bytes, ending with the blank line that
-        dispatches it.
-
-        :param dumps: JSON encoder for non-text data (default:
-            :func:`json_dumps`).
-        """
-        out: list[str] = []
-        if self.comment is not None:
-            out.append(f": {self.comment}" if self.comment else ":")
-        if self.id is not None:
-            out.append(f"id: {self.id}" if self.id else "id:")
-        if self.event is not None:
-            out.append(f"event: {self.event}")
-        if self.data is not None:
-            out.extend(data_lines(self.data, dumps))
-        if self.retry is not None:
-            out.append(f"retry: {self.retry}")
-        out.append("\n")
-        return "\n".join(out).encode("utf-8")
-
-
-def data_lines(data: Any, dumps: Callable[[Any], str] | None = None) -> list[str]:
-    """The ``data:`` lines for *data* (see :class:`ServerSentEvent`)."""
-    if isinstance(data, bytes):
-        text = data.decode("utf-8")
-    elif isinstance(data, str):
-        text = data
-    else:
-        text = (dumps or json_dumps())(data)
-    return [f"data: {line}" if line else "data:" for line in _LINE_BREAK.split(text)]
-
-
-def to_event(item: Any) -> ServerSentEvent:
-    """Turn one item an app yields into a :class:`ServerSentEvent`.
-
-    A :class:`ServerSentEvent` is kept; a dict whose keys are all event fields
-    (``data``, ``event``, ``id``, ``retry``, ``comment``) gives those fields,
-    as in sse-starlette; anything else becomes the event's data.
-    """
-    if isinstance(item, ServerSentEvent):
-        return item
-    if isinstance(item, Mapping) and item and _EVENT_FIELDS.issuperset(item):
-        return ServerSentEvent(**item)
-    return ServerSentEvent(item)
+use_json_dumps(json_dumps)
 
 
 def last_event_id() -> str | None:
@@ -212,14 +97,6 @@ def last_event_id() -> str | None:
         return raw.encode("latin-1").decode("utf-8", "replace")
     except UnicodeEncodeError:
         return raw
-
-
-def jittered_retry(base: int | None = None) -> bytes:
-    """A lone ``retry:`` line (no blank line after it: it takes effect when
-    parsed and dispatches nothing) between *base* (default
-    ``STREAMING_RETRY``, else 3 s) and *base* plus
-    :data:`~flask_streaming.transport.SHUTDOWN_RETRY_SPREAD` ms."""
-    return _jittered_retry(get_settings().retry or 3000 if base is None else base)
 
 
 def event_body(
@@ -246,7 +123,7 @@ def event_body(
     settings = get_settings()
     if retry is None:
         retry = settings.retry
-    base_retry = retry or 3000
+    base_retry = retry or DEFAULT_RETRY
     prelude = PRELUDE
     if retry is not None:
         # A retry field takes effect when its line is parsed: no blank line,
@@ -262,7 +139,7 @@ def event_body(
         producer=producer,
         on_close=on_close,
         channels=channels,
-        on_shutdown=lambda: _jittered_retry(base_retry),
+        on_shutdown=lambda: jittered_retry(base_retry),
         send_timeout=settings.send_timeout,
     )
 
@@ -422,16 +299,20 @@ def produce(
 
 
 __all__ = [
+    "EVENT_STREAM_TYPE",
     "PING",
     "PRELUDE",
+    "SSE_HEADERS",
     "EventWriter",
     "ServerSentEvent",
     "StreamClosedError",
     "event_stream_response",
     "gevent_active",
+    "json_dumps",
     "last_event_id",
     "produce",
     "sse_response",
+    "to_event",
 ]
 
 # Old names: typed aliases for type checkers, a warning at run time.

@@ -1,9 +1,11 @@
 """Helpers for testing apps that use flask_streaming.
 
-* :class:`EventParser` and :class:`Event` (defined in
-  :mod:`flask_streaming.sse_parser`, re-exported here) parse an event
-  stream exactly as the WHATWG spec's "interpreting an event stream"
-  algorithm does; :func:`parse_events` parses a whole stream.
+* :func:`parse_events` parses a whole event stream with
+  :class:`~flask_streaming.sse_wire.EventParser`, exactly as the WHATWG
+  spec's "interpreting an event stream" algorithm does; :func:`iter_sse`
+  as a test response's chunks arrive. (``flask_streaming.testing.Event``
+  and ``EventParser`` are deprecated aliases of the
+  :mod:`flask_streaming.sse_wire` classes.)
 * :class:`GunicornServer` serves an app under a real gunicorn with the gevent
   worker on a free loopback port, for live tests; the pytest plugin
   (:mod:`flask_streaming.pytest_plugin`) wraps it in the ``streaming_server``
@@ -29,22 +31,34 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Self
 
-# The parser lives in its own module (the production client uses it too);
-# re-exported here, where tests have always imported it from.
-from .sse_parser import Event as Event
-from .sse_parser import EventParser as EventParser
+from . import sse_wire
 from .tus_version import TUS_VERSION
 
 
-def parse_events(data: bytes | Iterable[bytes]) -> list[Event]:
+def __getattr__(name: str) -> Any:
+    # Deprecated aliases: the parser is part of the wire format
+    # (flask_streaming.sse_wire), which the production client uses too.
+    if name in ("Event", "EventParser"):
+        warnings.warn(
+            f"flask_streaming.testing.{name} is deprecated; import it from"
+            " flask_streaming.sse_wire",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(sse_wire, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def parse_events(data: bytes | Iterable[bytes]) -> list[sse_wire.Event]:
     """Every event dispatched by a whole stream (bytes or an iterable of
     chunks, e.g. a Flask test response's ``response``)."""
-    parser = EventParser()
+    parser = sse_wire.EventParser()
     chunks = [data] if isinstance(data, bytes) else data
-    events: list[Event] = []
+    events: list[sse_wire.Event] = []
     for chunk in chunks:
         events.extend(parser.feed(chunk))
     return events
@@ -498,9 +512,9 @@ class RedisServer(ServerProcess):
         return self.start(timeout)
 
 
-def iter_sse(response: Any) -> Iterator[Event]:
+def iter_sse(response: Any) -> Iterator[sse_wire.Event]:
     """Iterate the events of a Flask test-client response as they arrive."""
-    parser = EventParser()
+    parser = sse_wire.EventParser()
     for chunk in response.response:
         yield from parser.feed(chunk)
 

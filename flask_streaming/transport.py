@@ -28,7 +28,6 @@ import errno
 import itertools
 import logging
 import os
-import random
 import signal
 import socket
 import sys
@@ -73,28 +72,6 @@ def _warn_sync_once() -> None:
             "and long-lived streams tie up the server. Deploy with gunicorn's "
             "gevent worker (gunicorn -k gevent) for heartbeats and many clients."
         )
-
-
-#: Spread (ms) of the random ``retry`` sent when a worker shuts down, so that
-#: its clients do not all reconnect at once.
-SHUTDOWN_RETRY_SPREAD = 5000
-
-
-def retry_line(ms: int) -> bytes:
-    """An SSE ``retry:`` line *without* the blank line that would end a
-    block: the field takes effect when the line is parsed, and a client that
-    dispatches at every blank line sees no empty event for it (the line
-    rides on the next event, or the stream ends after it).
-
-    :param ms: the reconnection time in milliseconds (``int`` >= 0).
-    """
-    return b"retry: %d\n" % ms
-
-
-def jittered_retry(base: int) -> bytes:
-    """A :func:`retry_line` between *base* and *base* plus
-    :data:`SHUTDOWN_RETRY_SPREAD` ms."""
-    return retry_line(base + random.randrange(SHUTDOWN_RETRY_SPREAD))
 
 
 def shutdown_streams() -> int:

@@ -159,7 +159,7 @@ def create_blueprint(
         @route("/", methods=["GET"])
         def index() -> Response:
             """What this server offers: the package version and route groups."""
-            from . import __version__
+            from .version import __version__
 
             return jsonify(
                 {

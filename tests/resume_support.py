@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from flask_streaming.brokers import Broker, Subscriber
-from flask_streaming.testing import Event, EventParser
+from flask_streaming.sse_wire import Event, EventParser
 from flask_streaming.transport import Outbox
 
 

@@ -8,7 +8,7 @@ own words, the stream and the expected result of a web-platform-tests
 ``eventsource/`` test (named in ``source``); the others pin one rule of the
 WHATWG algorithm ("Interpreting an event stream") each.
 
-The same rows run against the Python :class:`~flask_streaming.sse_parser.EventParser`
+The same rows run against the Python :class:`~flask_streaming.sse_wire.EventParser`
 and the JavaScript ``EventStreamParser`` (whole, cut at every byte, and fed
 one byte at a time), against the clients on a live server
 (``flask_streaming.client.events`` and the JS ``source()``), and against

@@ -11,7 +11,7 @@ from flask import Flask
 
 from flask_streaming import Streaming, event_published, stream_closed, stream_opened
 from flask_streaming.brokers import MemoryBroker
-from flask_streaming.testing import Event, EventParser
+from flask_streaming.sse_wire import Event, EventParser
 
 
 @pytest.fixture

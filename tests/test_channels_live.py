@@ -16,7 +16,8 @@ import pytest
 import redis
 
 from flask_streaming.brokers.redis import RedisPublisher
-from flask_streaming.testing import Event, EventParser, GunicornServer
+from flask_streaming.sse_wire import Event, EventParser
+from flask_streaming.testing import GunicornServer
 
 pytestmark = pytest.mark.live
 APP = "tests.apps.channels_app:create_app()"

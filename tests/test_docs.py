@@ -26,8 +26,9 @@ from flask import Flask
 
 from flask_streaming import signals
 from flask_streaming.settings import Settings
+from flask_streaming.sse_wire import EventParser
 from flask_streaming.state import get_state
-from flask_streaming.testing import EventParser, GunicornServer, iter_sse, parse_events
+from flask_streaming.testing import GunicornServer, iter_sse, parse_events
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

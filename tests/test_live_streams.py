@@ -23,7 +23,8 @@ import httpx
 import pytest
 from werkzeug.http import parse_options_header
 
-from flask_streaming.testing import EventParser, GunicornServer
+from flask_streaming.sse_wire import EventParser
+from flask_streaming.testing import GunicornServer
 from tests.apps.live_app import DOWNLOAD_NAME, DOWNLOAD_SIZE, chunk, download_bytes
 from tests.conftest import ROOT
 

@@ -34,7 +34,8 @@ from flask_streaming import (
     stream_response,
 )
 from flask_streaming.responses import content_disposition, safe_filename
-from flask_streaming.testing import EventParser, parse_events
+from flask_streaming.sse_wire import EventParser
+from flask_streaming.testing import parse_events
 from flask_streaming.transport import StreamAborted
 
 # When a property fails, Hypothesis imports libcst to suggest a patch, and

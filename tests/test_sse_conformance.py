@@ -3,7 +3,7 @@
 every parser and client of the project, and Chromium's ``EventSource`` as
 the reference:
 
-* the Python :class:`~flask_streaming.sse_parser.EventParser` and the
+* the Python :class:`~flask_streaming.sse_wire.EventParser` and the
   JavaScript ``EventStreamParser`` (in Chromium), each fed every stream
   whole, cut in two at every byte, and one byte at a time: chunk boundaries
   never change a parse;
@@ -31,7 +31,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flask_streaming.client import ServerError, events
-from flask_streaming.sse_parser import EventParser
+from flask_streaming.sse_wire import EventParser
 from flask_streaming.testing import GunicornServer
 from tests.browser import chromium, new_page
 from tests.sse_cases import CASES, RESPONSES, Case, ResponseCase

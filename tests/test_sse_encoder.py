@@ -4,7 +4,7 @@ The table pins every encoding rule of the WHATWG event-stream format that
 :class:`~flask_streaming.ServerSentEvent` promises. The property tests check
 that arbitrary text survives an encode/parse round trip (line endings
 normalised to LF, as the spec requires) through our spec-exact
-:class:`~flask_streaming.testing.EventParser` and through ``httpx-sse``.
+:class:`~flask_streaming.sse_wire.EventParser` and through ``httpx-sse``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flask_streaming import ServerSentEvent
-from flask_streaming.testing import Event, EventParser, parse_events
+from flask_streaming.sse_wire import Event, EventParser
+from flask_streaming.testing import parse_events
 
 E = ServerSentEvent
 

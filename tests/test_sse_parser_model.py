@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import flask_streaming
-from flask_streaming.sse_parser import EventParser
+from flask_streaming.sse_wire import EventParser
 from tests.browser import chromium, new_page
 
 # When a property fails, Hypothesis imports libcst to suggest a patch, and

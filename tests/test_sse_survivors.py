@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from flask import Flask
 
-from flask_streaming import ServerSentEvent, Streaming, sse_response, transport
+from flask_streaming import ServerSentEvent, Streaming, sse_response, sse_wire, transport
 from flask_streaming.sse import json_dumps
 
 
@@ -78,4 +78,4 @@ def test_sse_response_ends_with_a_jittered_retry_at_shutdown(
     app.config["STREAMING_RETRY"] = configured
     Streaming(app)
     got = _retry_after_the_event(app)
-    assert got is not None and low <= got < low + transport.SHUTDOWN_RETRY_SPREAD
+    assert got is not None and low <= got < low + sse_wire.SHUTDOWN_RETRY_SPREAD

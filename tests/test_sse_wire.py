@@ -21,9 +21,8 @@ from hypothesis import strategies as st
 
 from flask_streaming import ServerSentEvent, Streaming, produce, sse_response, transport
 from flask_streaming.channels import EVENTS_METHODS, EVENTS_VIEW
-from flask_streaming.sse import EVENT_STREAM_TYPE, PING, PRELUDE, jittered_retry, last_event_id
-from flask_streaming.testing import EventParser
-from flask_streaming.transport import retry_line
+from flask_streaming.sse import EVENT_STREAM_TYPE, PING, PRELUDE, last_event_id
+from flask_streaming.sse_wire import EventParser, jittered_retry, retry_line
 
 # When a property fails, Hypothesis imports libcst to suggest a patch, and
 # libcst trips a DeprecationWarning of mypy_extensions (see test_sse_encoder).

@@ -26,8 +26,8 @@ from typing import Any
 
 from ..errors import BadRequest
 from ..signals import events_delivered, stream_reset_sent
-from ..sse import ServerSentEvent
-from ..transport import Outbox, ResponseBody, gevent_active, jittered_retry
+from ..sse_wire import DEFAULT_RETRY, ServerSentEvent, jittered_retry
+from ..transport import Outbox, ResponseBody, gevent_active
 
 logger = logging.getLogger(__name__)
 
@@ -259,7 +259,7 @@ class Subscriber:
         self.pending: list[tuple[int, bytes]] | None = None
         #: the stream's normal ``retry`` (ms): a jittered one above it is sent
         #: with a disconnect the client should come back from
-        self.retry = 3000
+        self.retry = DEFAULT_RETRY
 
     def start(self, body: ResponseBody) -> None:
         self.broker.attach(self)

@@ -70,7 +70,6 @@ from .transaction import Transaction
 
 logger = logging.getLogger(__name__)
 
-
 #: ``fn(action, session) -> bool``; actions: ``create`` (session ``None``),
 #: ``append``, ``complete``, ``status``, ``read``, ``abort`` (see
 #: :data:`UPLOAD_ACTIONS`).

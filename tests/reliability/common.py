@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from flask_streaming.testing import EventParser, GunicornServer, http_request
+from flask_streaming.sse_wire import EventParser
+from flask_streaming.testing import GunicornServer, http_request
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 APP = "tests.apps.reliability_app:create_app()"
