@@ -6,12 +6,22 @@ from __future__ import annotations
 import gc
 import logging
 import sys
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .settings import Settings
+from typing import Any, Protocol
 
 logger = logging.getLogger(__name__)
+
+
+class ServerSettings(Protocol):
+    """What :func:`check_server` reads of
+    :class:`~flask_streaming.settings.Settings` (a protocol, so that this
+    module, which :mod:`~flask_streaming.settings` asks for gunicorn's
+    config, does not import it back)."""
+
+    @property
+    def broker_url(self) -> str: ...
+
+    @property
+    def max_connections(self) -> int: ...
 
 
 def gunicorn_config() -> Any | None:
@@ -30,7 +40,7 @@ def gunicorn_config() -> Any | None:
     return None
 
 
-def check_server(settings: Settings) -> list[str]:
+def check_server(settings: ServerSettings) -> list[str]:
     """Log (and return) a warning for each setting that cannot work with the
     gunicorn configuration this process runs under."""
     cfg = gunicorn_config()
