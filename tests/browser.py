@@ -75,3 +75,13 @@ def new_page(
         assert errors == [], f"JavaScript errors on the page: {errors}"
     finally:
         context.close()
+
+
+@contextmanager
+def client_page(browser: Any, url: str, *, timeout_ms: int = 60_000) -> Iterator[Any]:
+    """A :func:`new_page` on *url*'s ``/client-page`` (the test apps' page
+    that loads the JS client), once its script set ``window.ready``."""
+    with new_page(browser, timeout_ms=timeout_ms) as page:
+        page.goto(url + "/client-page")
+        page.wait_for_function("window.ready === true")
+        yield page

@@ -100,6 +100,25 @@ def redis_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
             server.kill()
 
 
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Chromium for the browser tests of one module (tests/browser.py)."""
+    from tests.browser import chromium
+
+    with chromium() as b:
+        yield b
+
+
+@pytest.fixture
+def client_page(browser: Any, server: GunicornServer) -> Iterator[Any]:
+    """The ``/client-page`` of the module's ``server`` (a test app that
+    serves the JS client and sets ``window.ready``), loaded and ready."""
+    from tests.browser import client_page
+
+    with client_page(browser, server.url) as page:
+        yield page
+
+
 def pytest_report_header() -> str:
     chromium = "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else "missing"
     return f"chromium: {chromium}; redis-server: {shutil.which('redis-server') or 'missing'}"

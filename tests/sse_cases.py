@@ -20,7 +20,18 @@ no event, no reconnect) or accept.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from flask_streaming.sse_wire import EventParser
+from flask_streaming.testing import GunicornServer
+
+ROOT = Path(__file__).resolve().parents[1]
+#: The app that serves the table's streams and answers (tests/apps/sse_cases_app.py).
+APP = "tests.apps.sse_cases_app:create_app()"
 
 BOM = b"\xef\xbb\xbf"
 #: (type, data, lastEventId) of one dispatched event.
@@ -389,3 +400,39 @@ RESPONSES: list[ResponseCase] = [
         source="wpt request-status-error (503): EventSource fails; we retry (documented)",
     ),
 ]
+
+
+def parse(chunks: list[bytes], last_event_id: str = "") -> dict[str, Any]:
+    """What the Python :class:`~flask_streaming.sse_wire.EventParser` reports
+    for a stream fed in *chunks* and then ended, in the terms of the table:
+    events (type, data, ``lastEventId``), channels, the last event ID string
+    (``resent``), the reconnection time and the count of comment lines."""
+    parser = EventParser(last_event_id)
+    got = []
+    for chunk in chunks:
+        got.extend(parser.feed(chunk))
+    parser.end()
+    return {
+        "events": [[e.event, e.data, e.id] for e in got],
+        "channels": [e.channel for e in got],
+        "resent": parser.last_event_id,
+        "retry": parser.retry,
+        "comments": parser.comments,
+    }
+
+
+@contextlib.contextmanager
+def cases_server(tmp: Path, **env: str) -> Iterator[GunicornServer]:
+    """:data:`APP` under a real gunicorn (gevent worker), its instance folder
+    and log under *tmp*; *env* goes to the app (e.g. ``PING``)."""
+    server = GunicornServer(
+        APP,
+        env={"PYTHONPATH": str(ROOT), "INSTANCE_PATH": str(tmp / "instance"), **env},
+        cwd=str(ROOT),
+        log_path=str(tmp / "server.log"),
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -22,7 +22,6 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,13 +30,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flask_streaming.client import ServerError, events
-from flask_streaming.sse_wire import EventParser
 from flask_streaming.testing import GunicornServer
-from tests.browser import chromium, new_page
-from tests.sse_cases import CASES, RESPONSES, Case, ResponseCase
-
-ROOT = Path(__file__).resolve().parents[1]
-APP = "tests.apps.sse_cases_app:create_app()"
+from tests.sse_cases import CASES, RESPONSES, Case, ResponseCase, cases_server, parse
 
 # When a property fails, Hypothesis imports libcst to suggest a patch, and
 # libcst trips a DeprecationWarning of mypy_extensions (see test_sse_encoder).
@@ -56,17 +50,9 @@ def expected(case: Case) -> dict[str, Any]:
 
 
 def parse_py(chunks: list[bytes]) -> dict[str, Any]:
-    parser = EventParser()
-    got = []
-    for chunk in chunks:
-        got.extend(parser.feed(chunk))
-    parser.end()
-    return {
-        "events": [[e.event, e.data, e.id] for e in got],
-        "channels": [e.channel for e in got],
-        "resent": parser.last_event_id,
-        "retry": parser.retry,
-    }
+    got = parse(chunks)
+    del got["comments"]  # not a column of the table
+    return got
 
 
 # --- the Python parser ----------------------------------------------------------
@@ -104,32 +90,8 @@ def test_table_has_the_wpt_cases_and_each_rule() -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GunicornServer]:
-    tmp = tmp_path_factory.mktemp("sse-cases")
-    s = GunicornServer(
-        APP,
-        env={"PYTHONPATH": str(ROOT), "INSTANCE_PATH": str(tmp / "instance")},
-        cwd=str(ROOT),
-        log_path=str(tmp / "server.log"),
-    )
-    s.start()
-    try:
+    with cases_server(tmp_path_factory.mktemp("sse-cases")) as s:
         yield s
-    finally:
-        s.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-def page(browser: Any, server: GunicornServer) -> Iterator[Any]:
-    with new_page(browser, timeout_ms=60_000) as page:
-        page.goto(server.url + "/client-page")
-        page.wait_for_function("window.ready === true")
-        yield page
 
 
 def token() -> str:
@@ -187,9 +149,9 @@ JS_PARSE_ALL = """(cases) => {
 
 
 @pytest.mark.browser
-def test_js_parser_whole_cut_anywhere_and_bytewise(page: Any) -> None:
+def test_js_parser_whole_cut_anywhere_and_bytewise(client_page: Any) -> None:
     cases = [{"name": c.name, "bytes": list(c.stream)} for c in CASES]
-    results = page.evaluate(JS_PARSE_ALL, cases)
+    results = client_page.evaluate(JS_PARSE_ALL, cases)
     for case in CASES:
         got = results[case.name]
         assert got["whole"] == expected(case), case.name
@@ -236,9 +198,9 @@ JS_SOURCE_ALL = """async ({cases, base}) =>
 
 @pytest.mark.live
 @pytest.mark.browser
-def test_js_source_against_every_case(server: GunicornServer, page: Any) -> None:
+def test_js_source_against_every_case(server: GunicornServer, client_page: Any) -> None:
     runs = [{"name": c.name, "token": token(), "split": split} for c in CASES for split in (0, 1)]
-    results = page.evaluate(JS_SOURCE_ALL, {"cases": runs, "base": server.url})
+    results = client_page.evaluate(JS_SOURCE_ALL, {"cases": runs, "base": server.url})
     by_name = {c.name: c for c in CASES}
     failures = []
     for run, got in zip(runs, results, strict=True):
@@ -277,7 +239,7 @@ JS_EVENT_SOURCE_ALL = """async ({cases, base}) =>
 
 @pytest.mark.live
 @pytest.mark.browser
-def test_chromium_event_source_is_the_reference(server: GunicornServer, page: Any) -> None:
+def test_chromium_event_source_is_the_reference(server: GunicornServer, client_page: Any) -> None:
     """Chromium's own EventSource agrees with every row (events, their
     lastEventId, and the Last-Event-ID bytes it resends): the table states
     what browsers do, not only what we think the spec says."""
@@ -291,7 +253,7 @@ def test_chromium_event_source_is_the_reference(server: GunicornServer, page: An
         for c in CASES
         for split in (0, 1)
     ]
-    results = page.evaluate(JS_EVENT_SOURCE_ALL, {"cases": runs, "base": server.url})
+    results = client_page.evaluate(JS_EVENT_SOURCE_ALL, {"cases": runs, "base": server.url})
     by_name = {c.name: c for c in CASES}
     failures = []
     for run, got in zip(runs, results, strict=True):
@@ -368,13 +330,15 @@ JS_RESPONSES = """async ({cases, base}) =>
 
 @pytest.mark.live
 @pytest.mark.browser
-def test_js_source_refuses_what_event_source_refuses(server: GunicornServer, page: Any) -> None:
+def test_js_source_refuses_what_event_source_refuses(
+    server: GunicornServer, client_page: Any
+) -> None:
     runs = [
         {"name": r.name, "token": token(), "strict": strict}
         for r in RESPONSES
         for strict in (False, True)
     ]
-    results = page.evaluate(JS_RESPONSES, {"cases": runs, "base": server.url})
+    results = client_page.evaluate(JS_RESPONSES, {"cases": runs, "base": server.url})
     time.sleep(0.5)  # ten times the retry: a client that reconnects wrongly shows up
     by_name = {r.name: r for r in RESPONSES}
     failures = []
@@ -418,9 +382,9 @@ JS_EVENT_SOURCE_RESPONSES = """async ({cases, base}) =>
 
 @pytest.mark.live
 @pytest.mark.browser
-def test_chromium_event_source_response_reference(server: GunicornServer, page: Any) -> None:
+def test_chromium_event_source_response_reference(server: GunicornServer, client_page: Any) -> None:
     runs = [{"name": r.name, "token": token()} for r in RESPONSES]
-    results = page.evaluate(JS_EVENT_SOURCE_RESPONSES, {"cases": runs, "base": server.url})
+    results = client_page.evaluate(JS_EVENT_SOURCE_RESPONSES, {"cases": runs, "base": server.url})
     time.sleep(0.5)  # ten times the retry: a reconnect would show up
     by_name = {r.name: r for r in RESPONSES}
     failures = []

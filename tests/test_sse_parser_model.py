@@ -24,8 +24,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import flask_streaming
-from flask_streaming.sse_wire import EventParser
 from tests.browser import chromium, new_page
+from tests.sse_cases import parse
 
 # When a property fails, Hypothesis imports libcst to suggest a patch, and
 # libcst trips a DeprecationWarning of mypy_extensions (see test_sse_encoder).
@@ -120,21 +120,6 @@ def model(stream: bytes, last_event_id: str = "") -> dict[str, Any]:
         "resent": id_string,
         "retry": retry,
         "comments": comments,
-    }
-
-
-def parse(chunks: list[bytes], last_event_id: str = "") -> dict[str, Any]:
-    parser = EventParser(last_event_id)
-    got = []
-    for chunk in chunks:
-        got.extend(parser.feed(chunk))
-    parser.end()
-    return {
-        "events": [[e.event, e.data, e.id] for e in got],
-        "channels": [e.channel for e in got],
-        "resent": parser.last_event_id,
-        "retry": parser.retry,
-        "comments": parser.comments,
     }
 
 

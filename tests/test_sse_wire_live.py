@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,11 +21,9 @@ from httpx_sse import connect_sse
 from flask_streaming.client import events
 from flask_streaming.sse import PING
 from flask_streaming.testing import GunicornServer
-from tests.browser import chromium, new_page
+from tests.sse_cases import cases_server
 from tests.test_sse_wire import assert_no_phantom, httpx_sse_parser
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = "tests.apps.sse_cases_app:create_app()"
 PING_INTERVAL = 0.1
 
 pytestmark = [pytest.mark.live]
@@ -34,22 +31,8 @@ pytestmark = [pytest.mark.live]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GunicornServer]:
-    tmp = tmp_path_factory.mktemp("sse-wire-live")
-    s = GunicornServer(
-        APP,
-        env={
-            "PYTHONPATH": str(ROOT),
-            "INSTANCE_PATH": str(tmp / "instance"),
-            "PING": str(PING_INTERVAL),
-        },
-        cwd=str(ROOT),
-        log_path=str(tmp / "server.log"),
-    )
-    s.start()
-    try:
+    with cases_server(tmp_path_factory.mktemp("sse-wire-live"), PING=str(PING_INTERVAL)) as s:
         yield s
-    finally:
-        s.stop()
 
 
 def read_until(chunks: Iterator[bytes], raw: bytes, done: Any, limit: int = 2000) -> bytes:
@@ -121,20 +104,6 @@ def test_non_ascii_last_event_id_round_trips_through_the_server(
 # --- Chromium: the stream opens before the first event ----------------------------
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-def page(browser: Any, server: GunicornServer) -> Iterator[Any]:
-    with new_page(browser, timeout_ms=30_000) as page:
-        page.goto(server.url + "/client-page")
-        page.wait_for_function("window.ready === true")
-        yield page
-
-
 OPEN_BEFORE_FIRST_EVENT = """async ({token, kind}) => new Promise((resolve) => {
   // The server's generator waits for /go, which only onopen calls: the
   // first event can only exist after the client saw the stream open.
@@ -156,6 +125,8 @@ OPEN_BEFORE_FIRST_EVENT = """async ({token, kind}) => new Promise((resolve) => {
 
 @pytest.mark.browser
 @pytest.mark.parametrize("kind", ["EventSource", "source"])
-def test_stream_opens_before_the_first_event(server: GunicornServer, page: Any, kind: str) -> None:
-    log = page.evaluate(OPEN_BEFORE_FIRST_EVENT, {"token": uuid.uuid4().hex, "kind": kind})
+def test_stream_opens_before_the_first_event(
+    server: GunicornServer, client_page: Any, kind: str
+) -> None:
+    log = client_page.evaluate(OPEN_BEFORE_FIRST_EVENT, {"token": uuid.uuid4().hex, "kind": kind})
     assert log == ["open", "first"]
