@@ -20,9 +20,7 @@ no event, no reconnect) or accept.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -421,18 +419,13 @@ def parse(chunks: list[bytes], last_event_id: str = "") -> dict[str, Any]:
     }
 
 
-@contextlib.contextmanager
-def cases_server(tmp: Path, **env: str) -> Iterator[GunicornServer]:
+def cases_server(tmp: Path, **env: str) -> GunicornServer:
     """:data:`APP` under a real gunicorn (gevent worker), its instance folder
-    and log under *tmp*; *env* goes to the app (e.g. ``PING``)."""
-    server = GunicornServer(
+    and log under *tmp*; *env* goes to the app (e.g. ``PING``). Use it as a
+    context manager: it starts on entry and stops on exit."""
+    return GunicornServer(
         APP,
         env={"PYTHONPATH": str(ROOT), "INSTANCE_PATH": str(tmp / "instance"), **env},
         cwd=str(ROOT),
         log_path=str(tmp / "server.log"),
     )
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
