@@ -124,7 +124,7 @@ def __getattr__(name: str) -> Any:
     if name in _RENAMED:
         from .deprecations import renamed
 
-        return renamed(__name__, _RENAMED)(name)
+        return renamed(__name__, _RENAMED, stacklevel=3)(name)
     module = _EXPORTS.get(name)
     if module is not None:
         value = getattr(importlib.import_module(f".{module}", __name__), name)

@@ -15,12 +15,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 
-def renamed(module: str, names: Mapping[str, str]) -> Callable[[str], Any]:
+def renamed(module: str, names: Mapping[str, str], *, stacklevel: int = 2) -> Callable[[str], Any]:
     """A module ``__getattr__`` that resolves each old name of *names* to
     the module's new one, warning that the old name is deprecated.
 
     :param module: the module's ``__name__``.
     :param names: old name -> new name (an attribute of the same module).
+    :param stacklevel: of the warning (3 when another ``__getattr__`` calls
+        this one), so that it names the line that used the old name.
     """
 
     def __getattr__(name: str) -> Any:
@@ -30,7 +32,7 @@ def renamed(module: str, names: Mapping[str, str]) -> Callable[[str], Any]:
         warnings.warn(
             f"{module}.{name} is deprecated; use {module}.{new}",
             DeprecationWarning,
-            stacklevel=2,
+            stacklevel=stacklevel,
         )
         return getattr(sys.modules[module], new)
 

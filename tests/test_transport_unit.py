@@ -355,8 +355,11 @@ def _package_imports(module: str) -> set[str]:
 
 def test_transport_imports_nothing_above_it() -> None:
     """Transport moves bytes: it knows no encoder, producer, response helper
-    or settings, only the signals it sends (and the deprecation helper)."""
-    assert _package_imports("flask_streaming.transport") <= {"signals", "deprecations"}
+    or settings, only the signals it sends, the deprecation helper and the
+    wire format's ``retry:`` line it ends streams with at shutdown
+    (:mod:`flask_streaming.sse_wire`, which imports nothing of the package)."""
+    assert _package_imports("flask_streaming.transport") <= {"signals", "deprecations", "sse_wire"}
+    assert _package_imports("flask_streaming.sse_wire") == set()
     assert _package_imports("flask_streaming.producers") <= {"transport"}
 
 
