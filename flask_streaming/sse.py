@@ -119,6 +119,8 @@ def event_body(
     :param producer: what fills *outbox* once the stream started.
     :param on_close: run once when the stream ends.
     :param channels: channel names, reported in the signals.
+
+    :meta private:
     """
     settings = get_settings()
     if retry is None:
@@ -150,7 +152,10 @@ def event_stream_response(
     """Wrap a :class:`~flask_streaming.transport.ResponseBody` of SSE bytes in a
     :class:`~flask.Response` with the event-stream headers
     (:data:`SSE_HEADERS`; *headers* are applied last, so a ``Content-Type``
-    of the caller's wins)."""
+    of the caller's wins).
+
+    :meta private:
+    """
     rv = Response(body, status=status, headers=SSE_HEADERS, direct_passthrough=True)
     if headers:
         rv.headers.update(headers)
@@ -158,7 +163,10 @@ def event_stream_response(
 
 
 def error_event() -> Callable[[BaseException], bytes]:
-    """The ``stream-error`` event sent before aborting a failed stream."""
+    """The ``stream-error`` event sent before aborting a failed stream.
+
+    :meta private:
+    """
     message = get_settings().error_message
 
     def encode(exc: BaseException) -> bytes:

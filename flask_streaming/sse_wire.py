@@ -1,4 +1,5 @@
-"""The event-stream wire format (WHATWG HTML, "Server-sent events"), both
+"""The event-stream wire format (HTML Living Standard, "Server-sent events",
+https://html.spec.whatwg.org/multipage/server-sent-events.html), both
 ways, with no Flask, Werkzeug or blinker import: what the server's
 :mod:`flask_streaming.sse`, the channels' brokers, the Python client
 (:mod:`flask_streaming.client`) and the test helpers share.
@@ -246,7 +247,10 @@ class ServerSentEvent:
 
 
 def data_lines(data: Any, dumps: Callable[[Any], str] | None = None) -> list[str]:
-    """The ``data:`` lines for *data* (see :class:`ServerSentEvent`)."""
+    """The ``data:`` lines for *data* (see :class:`ServerSentEvent`).
+
+    :meta private:
+    """
     if isinstance(data, bytes):
         text = data.decode("utf-8")
     elif isinstance(data, str):
