@@ -47,7 +47,9 @@ logger = logging.getLogger(__name__)
 _ids = itertools.count(1)
 _warned_sync = False
 #: Streams of this process that started and have not closed yet
-#: (read-only outside this module; ``len()`` is the count). :meta private:
+#: (read-only outside this module; ``len()`` is the count).
+#:
+#: :meta private:
 open_streams: set[ResponseBody] = set()
 _hook_pid = 0
 _shutting_down = False
@@ -148,7 +150,9 @@ def _writable(fd: int) -> bool:
 
 #: ``request.environ`` key of the request's :class:`ResponseBody`: it stays
 #: reachable when a middleware or ``after_request`` hook wrapped or replaced
-#: the response body. :meta private:
+#: the response body.
+#:
+#: :meta private:
 BODY_ENVIRON_KEY = "flask_streaming.body"
 
 
