@@ -354,11 +354,12 @@ def _package_imports(module: str) -> set[str]:
 
 
 def test_transport_imports_nothing_above_it() -> None:
-    """Transport moves bytes: it knows no encoder, producer, response helper
-    or settings, only the signals it sends, the deprecation helper and the
-    wire format's ``retry:`` line it ends streams with at shutdown
-    (:mod:`flask_streaming.sse_wire`, which imports nothing of the package)."""
-    assert _package_imports("flask_streaming.transport") <= {"signals", "deprecations", "sse_wire"}
+    """Transport moves bytes: it knows no encoder (what an event stream
+    sends at shutdown comes from its ``on_shutdown``), producer, response
+    helper or settings, only the signals it sends and the deprecation
+    helper. The wire format (:mod:`flask_streaming.sse_wire`) imports
+    nothing of the package."""
+    assert _package_imports("flask_streaming.transport") <= {"signals", "deprecations"}
     assert _package_imports("flask_streaming.sse_wire") == set()
     assert _package_imports("flask_streaming.producers") <= {"transport"}
 
