@@ -114,7 +114,8 @@ def test_wheel_installs_in_a_fresh_venv_and_serves_the_client(
         # the dependencies) may hold an editable install of this project,
         # which pip would take as "already satisfied" and install nothing.
         [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
-         "--ignore-installed", "--no-index", "--disable-pip-version-check", "-q", str(dists["wheel"])],
+         "--ignore-installed", "--no-index", "--disable-pip-version-check", "-q",
+         str(dists["wheel"])],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert install.returncode == 0, install.stderr
