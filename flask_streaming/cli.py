@@ -19,7 +19,7 @@ def _when(ts: float | None) -> str:
 
 @streaming_cli.command("sessions")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def sessions_command(as_json: bool) -> None:
+def _sessions_command(as_json: bool) -> None:
     """List upload sessions (native and tus), expired ones marked."""
     from .uploads import get_upload_service
 
@@ -43,7 +43,7 @@ def sessions_command(as_json: bool) -> None:
 
 @streaming_cli.command("cleanup")
 @click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
-def cleanup_command(dry_run: bool) -> None:
+def _cleanup_command(dry_run: bool) -> None:
     """Remove expired (unfinished, idle) upload sessions and their data
     (sends upload-expired); completed uploads only when
     STREAMING_COMPLETED_RETENTION is set and has passed."""
@@ -58,7 +58,7 @@ def cleanup_command(dry_run: bool) -> None:
 
 @streaming_cli.command("remove")
 @click.argument("session_ids", nargs=-1, required=True)
-def remove_command(session_ids: tuple[str, ...]) -> None:
+def _remove_command(session_ids: tuple[str, ...]) -> None:
     """Remove the given upload sessions and their data, completed ones
     included (sends upload-removed, or upload-aborted for unfinished ones)."""
     from .errors import StreamingError
