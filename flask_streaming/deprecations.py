@@ -15,7 +15,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 
-def renamed(module: str, names: Mapping[str, str], *, stacklevel: int = 2) -> Callable[[str], Any]:
+def renamed(
+    module: str,
+    names: Mapping[str, str],
+    *,
+    stacklevel: int = 2,
+    instead: Mapping[str, str] | None = None,
+) -> Callable[[str], Any]:
     """A module ``__getattr__`` that resolves each old name of *names* to
     the module's new one, warning that the old name is deprecated.
 
@@ -23,14 +29,17 @@ def renamed(module: str, names: Mapping[str, str], *, stacklevel: int = 2) -> Ca
     :param names: old name -> new name (an attribute of the same module).
     :param stacklevel: of the warning (3 when another ``__getattr__`` calls
         this one), so that it names the line that used the old name.
+    :param instead: old name -> what the warning tells to use, when that
+        is not the new attribute itself (a function that replaces it).
     """
 
     def __getattr__(name: str) -> Any:
         new = names.get(name)
         if new is None:
             raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        use = (instead or {}).get(name, new)
         warnings.warn(
-            f"{module}.{name} is deprecated; use {module}.{new}",
+            f"{module}.{name} is deprecated; use {module}.{use}",
             DeprecationWarning,
             stacklevel=stacklevel,
         )

@@ -46,11 +46,8 @@ logger = logging.getLogger(__name__)
 
 _ids = itertools.count(1)
 _warned_sync = False
-#: Streams of this process that started and have not closed yet
-#: (read-only outside this module; ``len()`` is the count).
-#:
-#: :meta private:
-open_streams: set[ResponseBody] = set()
+#: Streams of this process that started and have not closed yet.
+_open_streams: set[ResponseBody] = set()
 _hook_pid = 0
 _shutting_down = False
 
@@ -76,6 +73,12 @@ def _warn_sync_once() -> None:
         )
 
 
+def open_stream_count() -> int:
+    """How many streams of this process started and have not closed yet (a
+    ``/stats`` route's figure, or a test's check that nothing leaked)."""
+    return len(_open_streams)
+
+
 def shutdown_streams() -> int:
     """End every open stream that asks to (event streams: with a jittered
     ``retry:`` line, their body's ``on_shutdown``), as when the worker is
@@ -84,7 +87,7 @@ def shutdown_streams() -> int:
     global _shutting_down
     _shutting_down = True
     count = 0
-    for body in list(open_streams):
+    for body in list(_open_streams):
         if body.on_shutdown is not None and body.outbox.open:
             body.outbox.put(body.on_shutdown())
             body.outbox.finish("shutdown")
@@ -559,7 +562,7 @@ class ResponseBody:
     def _run(self) -> Iterator[bytes]:
         outbox = self.outbox
         self.started = True
-        open_streams.add(self)
+        _open_streams.add(self)
         if not self.green:
             _warn_sync_once()
         elif self.on_shutdown is not None:
@@ -655,7 +658,7 @@ class ResponseBody:
         if self.closed:
             return
         self.closed = True
-        open_streams.discard(self)
+        _open_streams.discard(self)
         outbox = self.outbox
         if not outbox.finished:
             outbox.disconnect()
@@ -677,5 +680,10 @@ class ResponseBody:
 # Old names: typed aliases for type checkers, a warning at run time.
 if TYPE_CHECKING:
     StreamBody = ResponseBody
+    open_streams = _open_streams
 else:
-    __getattr__ = renamed(__name__, {"StreamBody": "ResponseBody"})
+    __getattr__ = renamed(
+        __name__,
+        {"StreamBody": "ResponseBody", "open_streams": "_open_streams"},
+        instead={"open_streams": "open_stream_count()"},
+    )

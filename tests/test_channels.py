@@ -294,17 +294,17 @@ def test_memory_broker_explicit_ids_must_grow() -> None:
 
 
 def test_subscribe_abort_cycles_leave_nothing_registered(app: Flask) -> None:
-    from flask_streaming.transport import open_streams
+    from flask_streaming.transport import open_stream_count
 
     streaming = streaming_of(app)
     client = app.test_client()
-    before = len(open_streams)
+    before = open_stream_count()
     for i in range(300):
         s = Stream(client, f"/streaming/events?channel=x{i % 7}&channel=y")
         s.close()
     assert streaming.broker(app).connections == 0
     assert streaming.broker(app).subscribers == {}
-    assert len(open_streams) == before
+    assert open_stream_count() == before
 
 
 def test_memory_broker_drops_old_channels_and_signals_the_gap() -> None:

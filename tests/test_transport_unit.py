@@ -23,7 +23,7 @@ from flask_streaming.transport import (
     Outbox,
     ResponseBody,
     StreamAborted,
-    open_streams,
+    open_stream_count,
 )
 
 WAIT = 5.0  # bound for a thread to react; the happy path takes ms
@@ -164,16 +164,17 @@ def test_body_starts_its_source_only_when_iterated() -> None:
     assert source.calls == ["start", "stop"]
 
 
-def test_body_is_open_while_iterated_and_registered_in_open_streams() -> None:
+def test_body_counts_as_open_from_first_iteration_to_close() -> None:
     box = outbox()
+    before = open_stream_count()
     body = ResponseBody(box)
-    assert body not in open_streams
+    assert open_stream_count() == before
     it = iter(body)
     next(it)
-    assert body in open_streams
+    assert open_stream_count() == before + 1
     box.finish()
     assert list(it) == []
-    assert body not in open_streams and body.closed
+    assert open_stream_count() == before and body.closed
 
 
 def test_body_close_runs_callbacks_once_and_disconnects() -> None:
@@ -208,12 +209,13 @@ def test_body_abandoned_iteration_releases_the_stream() -> None:
     calls: list[str] = []
     box = outbox()
     box.put(b"data")
+    before = open_stream_count()
     body = ResponseBody(box, on_close=[lambda: calls.append("closed")])
     it = iter(body)
     assert next(it) == b""
     assert next(it) == b"data"
     it.close()  # type: ignore[attr-defined]
-    assert calls == ["closed"] and body.closed and body not in open_streams
+    assert calls == ["closed"] and body.closed and open_stream_count() == before
 
 
 def test_body_failed_source_sends_error_bytes_then_aborts() -> None:
@@ -381,6 +383,15 @@ def test_old_names_work_and_warn(module: str, old: str, new: str) -> None:
     with pytest.warns(DeprecationWarning, match=rf"{module}\.{old} is deprecated; use .*{new}"):
         value = getattr(mod, old)
     assert value is getattr(mod, new)
+
+
+def test_open_streams_set_warns_towards_the_count() -> None:
+    import flask_streaming.transport as transport
+
+    advice = r"transport\.open_streams is deprecated; use flask_streaming\.transport"
+    with pytest.warns(DeprecationWarning, match=advice + r"\.open_stream_count\(\)"):
+        streams = transport.open_streams
+    assert len(streams) == open_stream_count()
 
 
 @pytest.mark.parametrize("module", sorted({m for m, _, _ in RENAMED}))

@@ -9,7 +9,7 @@ import os
 from flask import Flask, Response, request
 
 from flask_streaming import Streaming, subscribe_response
-from flask_streaming.transport import open_streams
+from flask_streaming.transport import open_stream_count
 
 
 def create_app() -> Flask:
@@ -54,7 +54,7 @@ def create_app() -> Flask:
             "pid": os.getpid(),
             "connections": broker.connections,
             "subscribed_channels": len(broker.subscribers),
-            "open_streams": len(open_streams),
+            "open_streams": open_stream_count(),
             "greenlets": greenlets,
             "rss_kib": rss,
         }

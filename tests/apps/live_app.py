@@ -83,7 +83,7 @@ def create_app() -> Flask:
         import greenlet
 
         live = sum(1 for o in gc.get_objects() if isinstance(o, greenlet.greenlet) and not o.dead)
-        return jsonify({"open_streams": len(transport.open_streams), "greenlets": live})
+        return jsonify({"open_streams": transport.open_stream_count(), "greenlets": live})
 
     @app.get("/sse/wait")
     def sse_wait() -> Any:

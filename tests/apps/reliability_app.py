@@ -26,7 +26,7 @@ from flask import Flask, request
 
 from flask_streaming import Streaming
 from flask_streaming.signals import upload_completed
-from flask_streaming.transport import open_streams
+from flask_streaming.transport import open_stream_count
 from tests.apps import sha256_of
 
 _ENV = {
@@ -76,7 +76,7 @@ def create_app() -> Flask:
         return {
             "pid": os.getpid(),
             "connections": broker.connections,
-            "open_streams": len(open_streams),
+            "open_streams": open_stream_count(),
             "rss_kib": rss,
         }
 
