@@ -1,25 +1,28 @@
-"""Benchmark: the per-request cost of uploads, with small bodies. Requests
-per second for *n* 64 KiB native segments, *n* 64 KiB tus ``PATCH`` es and
-*n* 64 KiB raw appending ``PUT`` s (the baseline: :func:`benchmarks.uploads.save_body`),
-same server, same client, same run::
+"""Benchmark: the per-request cost of uploads, with small bodies: 64 KiB
+native segments, tus ``PATCH`` es and raw appending ``PUT`` s (the baseline,
+:func:`benchmarks.uploads.save_body`), same server, same client, same run::
 
-    python -m benchmarks.small_requests [--n 1000] [--repeat 3] [--size 65536]
+    python -m benchmarks.small_requests [--n 1000] [--repeat 3] [--size 65536] [--root DIR]
 
-With 64 KiB bodies the bytes cost little, so the rate is the per-request
-bookkeeping: the session record's reads and writes, the locks, the segment
-record, the post-commit marker and its acknowledgement. The 1 GiB scenarios
-of ``run.py`` (``uploads``, ``tus``) measure the bytes.
+With 64 KiB bodies the bytes cost little, so what is measured is the
+bookkeeping of a request: the session record's reads and writes, the locks,
+the segment record, the post-commit marker and its acknowledgement. The
+1 GiB scenarios of ``run.py`` (``uploads``, ``tus``) measure the bytes.
 
 * The server is :func:`benchmarks.uploads.create_app` under one gevent
   worker (:class:`~flask_streaming.testing.GunicornServer`), pinned to the
   server core with ``taskset``; this process (the client, ``http.client`` on
   one keep-alive connection, never monkey-patched) pins itself to the
-  client core. A fresh server and folder per round.
-* Each round runs the three kinds in turn (the order reversed every other
-  round), each after a warm-up of 50 requests; rates are medians of
-  *repeat* rounds and every round's figure is printed. Compare the ratios,
-  not the rates, across runs: other processes share the machine.
-* After each kind the stored bytes are checked (size and sha256).
+  client core. A fresh server and folder per round. ``--root``: run the
+  server from another checkout (e.g. ``git archive main`` unpacked) to
+  compare two versions.
+* Within a round the three kinds take turns in batches of 50 requests (the
+  order reversed every other round), so that load from other processes on
+  a shared machine hits all three alike. Two figures per kind: requests/s
+  (wall clock) and the worker's CPU µs per request (``/proc/<pid>/stat``,
+  steadier than the wall clock when the machine is shared). Medians of
+  *repeat* rounds; every round's figures are printed.
+* After each round the stored bytes of every kind are checked by sha256.
 """
 
 from __future__ import annotations
@@ -33,14 +36,12 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 
 from benchmarks.harness import cpu_plan
 from benchmarks.uploads import ROOT
 from flask_streaming.testing import GunicornServer
 
 TUS = {"Tus-Resumable": "1.0.0"}
-Kind = Callable[[http.client.HTTPConnection, bytes, int], str]
 
 
 def _request(
@@ -59,89 +60,110 @@ def _request(
     return rv
 
 
-def raw(conn: http.client.HTTPConnection, body: bytes, n: int) -> str:
-    """*n* ``PUT /raw-append``; the file they went to."""
-    for _ in range(n):
-        _request(conn, "PUT", "/raw-append", {}, body)
-    return "raw-append.bin"
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time *pid* has used (``/proc/<pid>/stat``)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def native(conn: http.client.HTTPConnection, body: bytes, n: int) -> str:
-    """A session and *n* segments (not completed); its data file."""
-    conn.request("GET", "/streaming/uploads")
-    sid = json.loads(conn.getresponse().read())["streamId"]
-    for i in range(n):
-        headers = {"X-Stream-Id": sid, "X-Stream-Segment": str(i)}
-        _request(conn, "POST", "/streaming/uploads", headers, body)
-    return os.path.join("streaming-uploads", sid, "data")
+class Kinds:
+    """The three kinds on one server: an appending file, a native session
+    and a tus upload each, fed in batches."""
+
+    def __init__(self, conn: http.client.HTTPConnection, body: bytes, total: int) -> None:
+        self.conn, self.body = conn, body
+        conn.request("GET", "/streaming/uploads")
+        self.sid = json.loads(conn.getresponse().read())["streamId"]
+        self.segments = 0
+        created = _request(
+            conn, "POST", "/streaming/tus/", {**TUS, "Upload-Length": str(total * len(body))}, b""
+        )
+        location = created.getheader("Location") or ""
+        if "://" in location:  # an absolute URL: its path
+            location = "/" + location.split("://", 1)[1].split("/", 1)[1]
+        self.tus_path = location
+        self.tus_offset = 0
+
+    def raw(self, n: int) -> None:
+        for _ in range(n):
+            _request(self.conn, "PUT", "/raw-append", {}, self.body)
+
+    def native(self, n: int) -> None:
+        for _ in range(n):
+            headers = {"X-Stream-Id": self.sid, "X-Stream-Segment": str(self.segments)}
+            _request(self.conn, "POST", "/streaming/uploads", headers, self.body)
+            self.segments += 1
+
+    def tus(self, n: int) -> None:
+        headers = {**TUS, "Content-Type": "application/offset+octet-stream"}
+        for _ in range(n):
+            headers["Upload-Offset"] = str(self.tus_offset)
+            rv = _request(self.conn, "PATCH", self.tus_path, headers, self.body)
+            self.tus_offset += len(self.body)
+            assert rv.getheader("Upload-Offset") == str(self.tus_offset)
+
+    def stored(self) -> dict[str, str]:
+        return {
+            "raw appending PUT": "raw-append.bin",
+            "native segments": os.path.join("streaming-uploads", self.sid, "data"),
+            "tus PATCH": os.path.join("streaming-uploads", self.tus_path.rsplit("/", 1)[1], "data"),
+        }
 
 
-def tus(conn: http.client.HTTPConnection, body: bytes, n: int) -> str:
-    """A tus upload of *n* bodies' length and *n* ``PATCH`` es; its data file."""
-    created = _request(
-        conn, "POST", "/streaming/tus/", {**TUS, "Upload-Length": str(n * len(body))}, b""
-    )
-    location = created.getheader("Location") or ""
-    path = "/" + location.split("://", 1)[-1].split("/", 1)[1] if "://" in location else location
-    headers = {**TUS, "Content-Type": "application/offset+octet-stream"}
-    for i in range(n):
-        rv = _request(conn, "PATCH", path, {**headers, "Upload-Offset": str(i * len(body))}, body)
-        assert rv.getheader("Upload-Offset") == str((i + 1) * len(body))
-    return os.path.join("streaming-uploads", path.rsplit("/", 1)[1], "data")
-
-
-KINDS: dict[str, Kind] = {
-    "raw appending PUT": raw,
-    "native segments": native,
-    "tus PATCH": tus,
-}
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
-def run(n: int = 1000, repeat: int = 3, size: int = 64 * 1024) -> dict[str, list[float]]:
-    """Requests/s of each kind, one list of *repeat* rounds per kind."""
+def run(
+    n: int = 1000, repeat: int = 3, size: int = 64 * 1024, batch: int = 50, root: str = ROOT
+) -> dict[str, dict[str, list[float]]]:
+    """Per kind, per round: ``rate`` (requests/s) and ``cpu_us`` (the
+    worker's CPU µs per request). Within a round the kinds take turns in
+    batches of *batch* requests, so that a burst of load from other
+    processes hits all three alike. *root*: the checkout the server runs."""
     server_cpu, client_cpu = cpu_plan()
     if client_cpu is not None:
         os.sched_setaffinity(0, {client_cpu})
     body = os.urandom(size)
-    expected = hashlib.sha256(body * n).hexdigest()
-    rates: dict[str, list[float]] = {name: [] for name in KINDS}
+    names = ("raw appending PUT", "native segments", "tus PATCH")
+    out: dict[str, dict[str, list[float]]] = {k: {"rate": [], "cpu_us": []} for k in names}
     for r in range(repeat):
         folder = tempfile.mkdtemp(prefix="bench-small-")
         server = GunicornServer(
             "benchmarks.uploads:create_app()",
             workers=1,
             cpu=server_cpu,
-            env={"BENCH_UPLOAD_DIR": folder, "PYTHONPATH": ROOT},
-            cwd=ROOT,
+            env={"BENCH_UPLOAD_DIR": folder, "PYTHONPATH": root},
+            cwd=root,
         )
         try:
             server.start()
             conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-            conn.request("GET", "/streaming/")
-            conn.getresponse().read()
-            names = list(KINDS) if r % 2 == 0 else list(KINDS)[::-1]
+            (pid,) = server.worker_pids()
+            kinds = Kinds(conn, body, n + batch)
+            run_kind = dict(zip(names, (kinds.raw, kinds.native, kinds.tus), strict=True))
+            for fn in run_kind.values():
+                fn(batch)  # warm-up
+            wall = dict.fromkeys(names, 0.0)
+            cpu = dict.fromkeys(names, 0.0)
+            order = list(names) if r % 2 == 0 else list(names)[::-1]
+            for _ in range(n // batch):
+                for name in order:
+                    c, t = cpu_seconds(pid), time.perf_counter()
+                    run_kind[name](batch)
+                    wall[name] += time.perf_counter() - t
+                    cpu[name] += cpu_seconds(pid) - c
+            done = n // batch * batch
             for name in names:
-                KINDS[name](conn, body, 50)  # warm-up (its own file, session or upload)
-                if name == "raw appending PUT":
-                    os.unlink(os.path.join(folder, "raw-append.bin"))
-                t = time.perf_counter()
-                stored = KINDS[name](conn, body, n)
-                rates[name].append(n / (time.perf_counter() - t))
-                if _sha256(os.path.join(folder, stored)) != expected:
-                    raise RuntimeError(f"{name}: the stored bytes differ from those sent")
+                out[name]["rate"].append(done / wall[name])
+                out[name]["cpu_us"].append(cpu[name] / done * 1e6)
             conn.close()
+            expected = hashlib.sha256(body * (done + batch)).digest()  # warm-up included
+            for name, stored in kinds.stored().items():
+                with open(os.path.join(folder, stored), "rb") as f:
+                    if hashlib.sha256(f.read()).digest() != expected:
+                        raise RuntimeError(f"{name}: the stored bytes differ from those sent")
         finally:
             server.stop()
             shutil.rmtree(folder, ignore_errors=True)
-    return rates
+    return out
 
 
 def main() -> None:
@@ -149,15 +171,25 @@ def main() -> None:
     p.add_argument("--n", type=int, default=1000, help="timed requests per kind and round")
     p.add_argument("--repeat", type=int, default=3, help="rounds (the median counts)")
     p.add_argument("--size", type=int, default=64 * 1024, help="bytes per request body")
+    p.add_argument("--root", default=ROOT, help="the checkout the server runs (default: this one)")
     args = p.parse_args()
-    rates = run(args.n, args.repeat, args.size)
-    medians = {name: statistics.median(v) for name, v in rates.items()}
-    print(f"{args.n} requests of {args.size} bytes per kind, median of {args.repeat} round(s)")
-    for name, v in rates.items():
-        print(f"  {name:20} {medians[name]:8.0f} req/s   rounds {[round(x) for x in v]}")
-    base = medians["raw appending PUT"]
+    out = run(args.n, args.repeat, args.size, root=args.root)
+    med = {k: {m: statistics.median(v) for m, v in d.items()} for k, d in out.items()}
+    print(
+        f"{args.n} requests of {args.size} bytes per kind (batches of 50, kinds in turn),"
+        f" median of {args.repeat} round(s); server: {args.root}"
+    )
+    for name, d in out.items():
+        print(
+            f"  {name:18} {med[name]['rate']:7.0f} req/s {med[name]['cpu_us']:7.0f} CPU µs/request"
+            f"   rounds {[round(x) for x in d['rate']]} req/s, {[round(x) for x in d['cpu_us']]} µs"
+        )
+    base = med["raw appending PUT"]
     for name in ("native segments", "tus PATCH"):
-        print(f"  {name} / raw appending PUT: {medians[name] / base:.2f}x")
+        print(
+            f"  {name} / raw appending PUT: {med[name]['rate'] / base['rate']:.2f}x req/s,"
+            f" {med[name]['cpu_us'] / base['cpu_us']:.2f}x CPU per request"
+        )
 
 
 if __name__ == "__main__":

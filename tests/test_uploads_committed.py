@@ -401,3 +401,16 @@ def test_a_link_planted_as_the_old_acks_folder_is_not_followed(app: Flask, tmp_p
     assert storage.acknowledged(sid) == (set(), 0)
     storage.forget_acknowledged(sid, [token])
     assert (victim / token).exists()
+
+
+def test_a_long_log_is_read_whole(app: Flask) -> None:
+    """More notes than one read holds (64 KiB): every one is read."""
+    storage, sid, token = _marked(app)
+    tokens = {f"{i:016x}" for i in range(5000)}
+    for t in sorted(tokens):
+        storage.acknowledge(sid, t)
+    assert storage.acknowledged(sid) == (tokens | {token}, 17 * 5001)
+    assert storage.acknowledged(sid, 17 * 4000) == (
+        {f"{i:016x}" for i in range(3999, 5000)},
+        17 * 5001,
+    )

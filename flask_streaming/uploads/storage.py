@@ -541,9 +541,12 @@ class FileStorage:
         try:
             chunks = []
             pos = since
-            while block := os.pread(fd, 1 << 16, pos):
+            while True:  # usually one read: a few lines since the last commit
+                block = os.pread(fd, 1 << 16, pos)
                 chunks.append(block)
                 pos += len(block)
+                if len(block) < 1 << 16:
+                    break
         finally:
             os.close(fd)
         data = b"".join(chunks)
