@@ -33,6 +33,7 @@ import contextlib
 import dataclasses
 import hashlib
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -98,22 +99,26 @@ SLICES = {
         ),
         Slice(
             "uploads",
-            ("flask_streaming/uploads/service.py", "flask_streaming/uploads/storage.py",
-             "flask_streaming/uploads/ranges.py"),
-            ("tests/test_uploads.py", "tests/test_uploads_committed.py",
-             "tests/test_uploads_expiry.py", "tests/test_uploads_live.py",
-             "tests/test_uploads_lock_live.py"),
+            tuple(f"flask_streaming/uploads/{m}.py" for m in (
+                "transaction", "core", "native", "delivery", "sessions", "segments",
+                "bodies", "locks", "storage", "service", "results", "json_body",
+                "private_files")),
+            ("tests/test_uploads.py", "tests/test_uploads_model.py",
+             "tests/test_uploads_committed.py", "tests/test_uploads_expiry.py",
+             "tests/test_uploads_flow.py", "tests/test_uploads_socket_body.py",
+             "tests/test_uploads_live.py", "tests/test_uploads_lock_live.py"),
             timeout=300.0,
-            note="the upload service, file storage and byte ranges",
+            note="the upload service and its transaction, the native protocol's flow,"
+            " sessions, bodies, locks, file storage, post-commit delivery",
         ),
         Slice(
             "tus",
             ("flask_streaming/uploads/tus.py", "flask_streaming/uploads/tus_headers.py",
-             "flask_streaming/uploads/tus_concat.py"),
-            ("tests/test_tus.py", "tests/test_tus_download.py",
+             "flask_streaming/uploads/tus_concat.py", "flask_streaming/uploads/ranges.py"),
+            ("tests/test_tus_survivors.py", "tests/test_tus.py", "tests/test_tus_download.py",
              "tests/test_security_concat_model.py", "tests/test_tus_live.py"),
             timeout=300.0,
-            note="tus 1.0 views, header parsing, concatenation",
+            note="tus 1.0 views, header parsing, concatenation, offset ranges (PATCH)",
         ),
     )
 }  # fmt: skip
@@ -150,18 +155,61 @@ EQUIVALENTS = (
         "*,",
         "the keyword-only marker '*' made '/': every caller passes those parameters by keyword",
     ),
+    Equivalent(
+        "flask_streaming/uploads/tus_headers.py",
+        "core/ReplaceComparisonOperator_Eq_LtE",
+        'or "/" in path[len(base) :] or len(path) == len(base):',
+        "len(path) < len(base) never gets there: such a path does not start with base"
+        " (the first test of the line)",
+    ),
 )
 
 
+#: An upload session's ``state`` is one of two strings (``uploads/sessions.py``).
+SESSION_STATES = {"OPEN": "open", "COMPLETED": "completed"}
+_COMPARE = {
+    "Eq": lambda a, b: a == b, "NotEq": lambda a, b: a != b,
+    "Lt": lambda a, b: a < b, "LtE": lambda a, b: a <= b,
+    "Gt": lambda a, b: a > b, "GtE": lambda a, b: a >= b,
+}  # fmt: skip
+_STATE_COMPARISON = re.compile(r"\bstate\s*$")
+
+
+def state_comparison(m: Any, src: Path) -> Equivalent | None:
+    """A comparison ``<x>.state OP OPEN|COMPLETED`` whose mutated operator
+    gives the same answer for both session states (``== OPEN`` made
+    ``>= OPEN``: ``"completed" < "open"``): equivalent."""
+    op = str(m.operator_name)
+    match = re.fullmatch(r"core/ReplaceComparisonOperator_(\w+?)_(\w+)", op)
+    if match is None or match[1] not in _COMPARE or match[2] not in _COMPARE:
+        return None
+    module = str(m.module_path)
+    line = (src / module).read_text("utf-8").splitlines()[m.start_pos[0] - 1]
+    before, after = line[: m.start_pos[1]], line[m.end_pos[1] :]
+    right = re.match(r"\s*(OPEN|COMPLETED)\b", after)
+    if m.start_pos[0] != m.end_pos[0] or not _STATE_COMPARISON.search(before) or not right:
+        return None
+    const = SESSION_STATES[right[1]]
+    old, new = _COMPARE[match[1]], _COMPARE[match[2]]
+    if all(old(v, const) == new(v, const) for v in SESSION_STATES.values()):
+        return Equivalent(
+            module, op, line.strip(),
+            f"a session's state is 'open' or 'completed': '{match[1]}' and"
+            f" '{match[2]}' {right[1]} agree for both",
+        )  # fmt: skip
+    return None
+
+
 def equivalent(m: Any, src: Path) -> Equivalent | None:
-    """The entry of :data:`EQUIVALENTS` that mutation *m* is, if any."""
+    """The entry of :data:`EQUIVALENTS` that mutation *m* is, if any (or a
+    :func:`state_comparison`)."""
     module = str(m.module_path)
     for eq in EQUIVALENTS:
         if eq.module == module and eq.operator == m.operator_name:
             lines = (src / module).read_text("utf-8").splitlines()
             if eq.line in lines[m.start_pos[0] - 1]:
                 return eq
-    return None
+    return state_comparison(m, src)
 
 
 def _sources_hash(s: Slice) -> str:
@@ -246,8 +294,9 @@ def prepare(s: Slice, *, fresh: bool) -> Path:
             raise SystemExit(f"cosmic-ray init failed ({rc})")
         # Lines marked "# pragma: no mutate" (documented equivalents) are skipped.
         _run(["cr-filter-pragma", str(session)], folder / "src")
-        skip_annotations(session, folder / "src")
         stamp.write_text(digest)
+    # Every run: equivalents found since (EQUIVALENTS) are not tested again.
+    skip_annotations(session, folder / "src")
     return folder
 
 
@@ -272,7 +321,8 @@ def _annotation_spans(path: Path) -> list[tuple[tuple[int, int], tuple[int, int]
 
 
 def skip_annotations(session: Path, src: Path) -> int:
-    """Mark mutants inside annotations as skipped: every module starts with
+    """Mark pending mutants inside annotations, and known equivalents
+    (:func:`equivalent`), as skipped: every module starts with
     ``from __future__ import annotations``, so annotations are never
     evaluated and such a mutant (``str | None`` → ``str + None``) is
     equivalent. Returns how many were skipped."""

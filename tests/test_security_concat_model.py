@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
@@ -106,5 +106,13 @@ class Concatenation(RuleBasedStateMachine):
         assert stored <= 2 * self.uploaded
 
 
-Concatenation.TestCase.settings = settings(max_examples=25, stateful_step_count=15, deadline=None)
+# filter_too_much: a rule drawing from the empty ``partials`` bundle is
+# filtered out; on a loaded machine that tripped the health check (a flaky
+# failure of the unmutated code, seen by the mutation baseline).
+Concatenation.TestCase.settings = settings(
+    max_examples=25,
+    stateful_step_count=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
+)
 test_concatenation_model = Concatenation.TestCase
