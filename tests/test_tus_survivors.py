@@ -110,3 +110,126 @@ def test_an_empty_append_to_a_finished_upload_is_an_empty_duplicate(tmp_path: Pa
         f"/streaming/tus/{upload_id}", headers={**T, "Upload-Offset": "5", "Content-Type": OCTETS}
     )
     assert rv.status_code == 204 and rv.headers["Upload-Offset"] == "5"
+
+
+def test_only_tus_1_0_0_is_spoken(tmp_path: Path) -> None:
+    """``(value or "").strip() != TUS_VERSION`` made ``<`` in
+    ``check_version``: a version sorting after ``1.0.0`` (a newer tus) was
+    taken for 1.0.0 instead of answered with 412 and ``Tus-Version``."""
+    app = make(tmp_path)
+    client = app.test_client()
+    for version in ("1.0.1", "2.0.0", "1.0.0.1", "0.2.2", "", "1.0"):
+        rv = client.post(
+            "/streaming/tus/", headers={"Tus-Resumable": version, "Upload-Length": "1"}
+        )
+        assert rv.status_code == 412, version
+        assert rv.headers["Tus-Version"] == "1.0.0"
+        assert rv.get_json()["error"] == "unsupported_tus_version"
+    assert client.post("/streaming/tus/", headers={**T, "Upload-Length": "1"}).status_code == 201
+
+
+def test_an_overridden_method_the_creation_endpoint_lacks_is_405(tmp_path: Path) -> None:
+    """``method != "POST"`` made ``>`` in ``tus_uploads``: ``PATCH``,
+    ``HEAD`` and ``DELETE`` (sorting before ``POST``) given in
+    ``X-HTTP-Method-Override`` on the creation endpoint created an upload."""
+    app = make(tmp_path)
+    client = app.test_client()
+    for method in ("PATCH", "HEAD", "DELETE"):
+        rv = client.post(
+            "/streaming/tus/",
+            headers={**T, "Upload-Length": "1", "X-HTTP-Method-Override": method},
+        )
+        assert rv.status_code == 405, (method, rv.status_code)
+        if method != "HEAD":
+            assert rv.get_json()["error"] == "method_not_allowed"
+        assert "Location" not in rv.headers
+    with app.app_context():
+        assert get_upload_service().sessions() == []
+
+
+def _create(client: Any, data: bytes = b"", **headers: str) -> str:
+    extra = {"Content-Type": OCTETS} if data else {}
+    rv = client.post("/streaming/tus/", data=data, headers={**T, **extra, **headers})
+    assert rv.status_code == 201, rv.get_json()
+    return str(rv.headers["Location"])
+
+
+def test_the_method_override_counts_on_a_post_only(tmp_path: Path) -> None:
+    """``request.method == "POST"`` made ``is not`` in ``_method``: an
+    ``X-HTTP-Method-Override`` on a ``PATCH`` (or any method) was obeyed,
+    so a ``PATCH`` carrying ``DELETE`` removed the upload."""
+    app = make(tmp_path)
+    client = app.test_client()
+    url = _create(client, **{"Upload-Length": "5"})
+    rv = client.patch(
+        url,
+        data=b"hel",
+        headers={
+            **T,
+            "Upload-Offset": "0",
+            "Content-Type": OCTETS,
+            "X-HTTP-Method-Override": "DELETE",
+        },
+    )
+    assert rv.status_code == 204 and rv.headers["Upload-Offset"] == "3"
+    rv = client.head(url, headers={**T, "X-HTTP-Method-Override": "DELETE"})
+    assert rv.status_code == 200 and rv.headers["Upload-Offset"] == "3"
+    rv = client.options(url, headers={**T, "X-HTTP-Method-Override": "DELETE"})
+    assert rv.status_code in (200, 204)
+    assert client.head(url, headers=T).headers["Upload-Offset"] == "3"
+    # on a POST it is obeyed
+    rv = client.post(url, headers={**T, "X-HTTP-Method-Override": "DELETE"})
+    assert rv.status_code == 204
+    assert client.head(url, headers=T).status_code == 404
+
+
+def test_a_patch_past_the_upload_length_is_refused(tmp_path: Path) -> None:
+    """``offset + content_length > limit`` made ``offset / content_length``
+    in ``ranges.append_range``: an empty append (``content_length=0``) at
+    a non-zero offset divided by zero. (A ``PATCH`` longer than what is
+    left still got its 413, from the body's limit.)"""
+    app = make(tmp_path)
+    client = app.test_client()
+    url = _create(client, **{"Upload-Length": "5"})
+    patch = {**T, "Content-Type": OCTETS}
+    for offset, data in ((0, b"0123456789"), (0, b"012345"), (3, b"def")):
+        if offset == 3:
+            rv = client.patch(url, data=b"abc", headers={**patch, "Upload-Offset": "0"})
+            assert rv.status_code == 204
+        rv = client.patch(
+            url,
+            data=data,
+            headers={**patch, "Upload-Offset": str(offset), "Content-Length": str(len(data))},
+        )
+        assert rv.status_code == 413, (offset, data, rv.status_code)
+        assert client.head(url, headers=T).headers["Upload-Offset"] == str(offset)
+    rv = client.patch(url, data=b"", headers={**patch, "Upload-Offset": "3"})
+    assert rv.status_code == 204 and rv.headers["Upload-Offset"] == "3"
+    with app.app_context():  # Werkzeug reads "Content-Length: 0" as None; the service API
+        result = get_upload_service().append_range(
+            url.rsplit("/", 1)[1], 3, io.BytesIO(b""), content_length=0
+        )
+        assert result.session.offset == 3 and result.segment.size == 0
+    assert client.patch(url, data=b"de", headers={**patch, "Upload-Offset": "3"}).status_code == 204
+    assert client.get(url).data == b"abcde"
+
+
+def test_a_final_upload_whose_part_lost_its_bytes_stays_unfinished(tmp_path: Path) -> None:
+    """``return False`` made ``True`` in ``tus_concat._copy_parts`` when a
+    part's bytes are gone (the part removed while the final upload is
+    assembled): the final upload was completed short of that part's bytes."""
+    app = make(tmp_path)
+    client = app.test_client()
+    parts = []
+    for data in (b"hello", b"world"):
+        parts.append(_create(client, data, **{"Upload-Length": "5", "Upload-Concat": "partial"}))
+    with app.app_context():
+        part = get_upload_service().storage.load(parts[1].rsplit("/", 1)[1])
+        assert part is not None and part.path is not None and part.state == "completed"
+        Path(part.path).unlink()  # its bytes removed meanwhile
+    final = _create(client, **{"Upload-Concat": "final;" + " ".join(parts)})
+    rv = client.head(final, headers=T)
+    assert rv.status_code == 200
+    assert "Upload-Offset" not in rv.headers  # not finished
+    rv = client.get(final)
+    assert rv.status_code == 409 and rv.get_json()["error"] == "upload_unfinished"
