@@ -40,6 +40,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -162,12 +163,22 @@ EQUIVALENTS = (
         "len(path) < len(base) never gets there: such a path does not start with base"
         " (the first test of the line)",
     ),
+    *(
+        Equivalent(
+            "flask_streaming/uploads/tus_concat.py",
+            f"core/ReplaceComparisonOperator_Eq_{op}",
+            "if tx.session.used_by == final_id:",
+            "_unclaim_part runs only on parts this final upload claimed, and a claimed"
+            " part's used_by never changes: it is final_id, so == and <=, >= agree",
+        )
+        for op in ("LtE", "GtE")
+    ),
 )
 
 
 #: An upload session's ``state`` is one of two strings (``uploads/sessions.py``).
 SESSION_STATES = {"OPEN": "open", "COMPLETED": "completed"}
-_COMPARE = {
+_COMPARE: dict[str, Callable[[str, str], bool]] = {
     "Eq": lambda a, b: a == b, "NotEq": lambda a, b: a != b,
     "Lt": lambda a, b: a < b, "LtE": lambda a, b: a <= b,
     "Gt": lambda a, b: a > b, "GtE": lambda a, b: a >= b,
@@ -236,10 +247,15 @@ def _copy_repo(dest: Path) -> None:
             shutil.copy2(src, dest / name)
 
 
-def _config(s: Slice) -> str:
+def _command(s: Slice) -> str:
+    """The test command run on each mutant."""
     tests = " ".join(shlex.quote(t) for t in s.tests)
     # -x: the first failing test kills the mutant; no cache, no CI strictness.
-    command = f"{sys.executable} -m pytest -x -q -p no:cacheprovider {tests}"
+    return f"{sys.executable} -m pytest -x -q -p no:cacheprovider {tests}"
+
+
+def _config(s: Slice) -> str:
+    command = _command(s)
     modules = ", ".join(f'"{m}"' for m in s.modules)
     return (
         "[cosmic-ray]\n"
@@ -399,6 +415,33 @@ def report(s: Slice, folder: Path) -> str:
     )
 
 
+def retest_survivors(s: Slice, folder: Path) -> None:
+    """Test the survivors again, in the slice's copy (the current
+    directory, with the tests as they are now): after a test was written
+    to kill them. Known equivalents are left alone. Runs in a child
+    process started by :func:`main` (its time box stops it)."""
+    from cosmic_ray.mutating import mutate_and_test
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import TestOutcome
+
+    session, src = folder / "session.sqlite", folder / "src"
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        survivors = [
+            item
+            for item, result in db.completed_work_items
+            if result.test_outcome == TestOutcome.SURVIVED
+            and not any(equivalent(m, src) for m in item.mutations)
+        ]
+    print(f"{s.name}: {len(survivors)} survivors to test again", flush=True)
+    for item in survivors:
+        result = mutate_and_test(item.mutations, _command(s), s.timeout)
+        with use_db(str(session), WorkDB.Mode.open) as db:
+            db.set_result(item.job_id, result)
+        m = item.mutations[0]
+        outcome = result.test_outcome or result.worker_outcome
+        print(f"  {m.module_path}:{m.start_pos[0]} {m.operator_name}: {outcome}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line."""
     p = argparse.ArgumentParser(
@@ -413,8 +456,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--retest-survivors",
         action="store_true",
-        help="test the survivors again (after adding tests that should kill them)",
+        help="only test the survivors again (after adding tests that should kill them)",
     )
+    p.add_argument("--retest-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.list or not args.slice:
         for s in SLICES.values():
@@ -425,13 +469,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         print(report(s, WORK / s.name))
         return 0
+    if args.retest_child:  # in the slice's copy, started below
+        retest_survivors(s, WORK / s.name)
+        return 0
     folder = prepare(s, fresh=args.fresh)
-    if args.retest_survivors:
-        import sqlite3
-
-        with contextlib.closing(sqlite3.connect(folder / "session.sqlite")) as db, db:
-            n = db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'").rowcount
-        print(f"{s.name}: {n} survivors pending again")
     if args.count:
         print(f"{s.name}: {counts(folder / 'session.sqlite')}")
         return 0
@@ -442,6 +483,12 @@ def main(argv: list[str] | None = None) -> int:
         if rc != 0:
             raise SystemExit(f"the unmutated tests fail ({rc}): fix them first")
         (folder / "baseline.ok").write_text(f"{time.monotonic() - t0:.1f}\n")
+    if args.retest_survivors:
+        cmd = [sys.executable, str(Path(__file__).resolve()), s.name, "--retest-child"]
+        rc = _run(cmd, src, timeout=args.minutes * 60)
+        print("time box reached: run again to resume" if rc == -1 else f"retest: {rc}")
+        print(report(s, folder))
+        return 0
     pending = counts(folder / "session.sqlite")["pending"]
     per = float((folder / "baseline.ok").read_text())
     print(

@@ -233,3 +233,21 @@ def test_a_final_upload_whose_part_lost_its_bytes_stays_unfinished(tmp_path: Pat
     assert "Upload-Offset" not in rv.headers  # not finished
     rv = client.get(final)
     assert rv.status_code == 409 and rv.get_json()["error"] == "upload_unfinished"
+
+
+def test_upload_metadata_takes_at_most_64_pairs(tmp_path: Path) -> None:
+    """``len(pairs) > MAX_METADATA_PAIRS`` made ``==`` in
+    ``parse_metadata``: 65 pairs were taken, 64 refused."""
+    app = make(tmp_path)
+    client = app.test_client()
+
+    def create(n: int) -> int:
+        metadata = ",".join(f"k{i} dg==" for i in range(n))
+        rv = client.post(
+            "/streaming/tus/", headers={**T, "Upload-Length": "1", "Upload-Metadata": metadata}
+        )
+        if rv.status_code == 400:
+            assert rv.get_json()["error"] == "bad_metadata"
+        return rv.status_code
+
+    assert [create(n) for n in (63, 64, 65, 66, 200)] == [201, 201, 400, 400, 400]
