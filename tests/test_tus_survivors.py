@@ -251,3 +251,64 @@ def test_upload_metadata_takes_at_most_64_pairs(tmp_path: Path) -> None:
         return rv.status_code
 
     assert [create(n) for n in (63, 64, 65, 66, 200)] == [201, 201, 400, 400, 400]
+
+
+def _final_of(client: Any, *datas: bytes, defer: bool = False) -> tuple[list[str], Any]:
+    parts = []
+    for data in datas:
+        size = {"Upload-Defer-Length": "1"} if defer else {"Upload-Length": str(len(data))}
+        url = _create(client, **size, **{"Upload-Concat": "partial"})
+        headers = {**T, "Upload-Offset": "0", "Content-Type": OCTETS}
+        if defer:
+            headers["Upload-Length"] = str(len(data))
+        assert client.patch(url, data=data, headers=headers).status_code == 204
+        parts.append(url)
+    rv = client.post("/streaming/tus/", headers={**T, "Upload-Concat": "final;" + " ".join(parts)})
+    return parts, rv
+
+
+def test_final_uploads_without_an_upload_limit_and_past_it(tmp_path: Path) -> None:
+    """``if limit is not None and total > limit`` made ``if not limit is
+    not None and ...`` in ``tus_concat.try_finish``: with no upload limit
+    a final upload crashed (``total > None``), and partials of deferred
+    length adding up past the limit were assembled."""
+    app = make(tmp_path / "a", max_upload_size=None)
+    client = app.test_client()
+    _, rv = _final_of(client, b"hello", b" world")
+    assert rv.status_code == 201
+    assert client.get(rv.headers["Location"]).data == b"hello world"
+
+    app = make(tmp_path / "b", max_upload_size=8)
+    client = app.test_client()
+    _, rv = _final_of(client, b"hello", b"world", defer=True)
+    assert rv.status_code == 413, rv.status_code
+    assert not any(
+        s.concat == "final" and s.state == "completed" for s in get_upload_service(app).sessions()
+    )
+
+
+def test_head_assembles_a_final_upload_that_could_not_be_assembled_before(
+    tmp_path: Path,
+) -> None:
+    """``session.state == OPEN`` made ``<`` in ``_head`` (``if is_final(session)
+    and ...: try_finish``): a ``HEAD`` of an unfinished final upload no
+    longer tried to assemble it, so a final upload whose assembly once
+    failed stayed unfinished for good."""
+    app = make(tmp_path)
+    client = app.test_client()
+    parts = [
+        _create(client, data, **{"Upload-Length": "5", "Upload-Concat": "partial"})
+        for data in (b"hello", b"world")
+    ]
+    with app.app_context():
+        part = get_upload_service().storage.load(parts[1].rsplit("/", 1)[1])
+        assert part is not None and part.path is not None
+    data = Path(part.path)
+    held = data.with_name("held")
+    data.rename(held)  # the part's bytes out of reach: assembly fails
+    final = _create(client, **{"Upload-Concat": "final;" + " ".join(parts)})
+    assert "Upload-Offset" not in client.head(final, headers=T).headers
+    held.rename(data)  # back: the next HEAD assembles it
+    rv = client.head(final, headers=T)
+    assert rv.status_code == 200 and rv.headers.get("Upload-Offset") == "10"
+    assert client.get(final).data == b"helloworld"
