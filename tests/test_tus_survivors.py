@@ -5,13 +5,20 @@ names the mutant it kills; each was checked by applying that mutant by hand."""
 
 from __future__ import annotations
 
+import base64
+import errno
+import hashlib
 import io
 from pathlib import Path
 from typing import Any
 
+import pytest
 from flask import Flask
 
 from flask_streaming import Streaming, get_upload_service
+from flask_streaming.errors import StreamingError
+from flask_streaming.uploads import FileStorage
+from flask_streaming.uploads.views import create_upload_service
 
 T = {"Tus-Resumable": "1.0.0"}
 OCTETS = "application/offset+octet-stream"
@@ -312,3 +319,79 @@ def test_head_assembles_a_final_upload_that_could_not_be_assembled_before(
     rv = client.head(final, headers=T)
     assert rv.status_code == 200 and rv.headers.get("Upload-Offset") == "10"
     assert client.get(final).data == b"helloworld"
+
+
+def test_a_final_upload_refused_after_claiming_its_parts_frees_them(tmp_path: Path) -> None:
+    """``except BaseException`` made ``except CosmicRayTestingException``
+    in ``create_final``: a final upload refused once its parts were claimed
+    (here the authorization hook denies ``create``) left the parts claimed,
+    so every later final upload of them got ``409 partial_used``."""
+    app = Flask("tus_survivors", instance_path=str(tmp_path / "instance"))
+    app.config["TESTING"] = True
+    ext = Streaming(app)
+    allowed = {"create", "append", "read", "status"}
+
+    @ext.authorize_upload
+    def authorize(action: str, session: Any) -> bool:
+        return action in allowed
+
+    client = app.test_client()
+    parts = [
+        _create(client, data, **{"Upload-Length": "5", "Upload-Concat": "partial"})
+        for data in (b"hello", b"world")
+    ]
+    concat = {**T, "Upload-Concat": "final;" + " ".join(parts)}
+    allowed.discard("create")
+    assert client.post("/streaming/tus/", headers=concat).status_code == 403
+    allowed.add("create")
+    rv = client.post("/streaming/tus/", headers=concat)
+    assert rv.status_code == 201, rv.get_json()
+    assert client.get(rv.headers["Location"]).data == b"helloworld"
+
+
+class FullDisk(FileStorage):
+    """Writes into an upload's data in place (the append target, not the
+    temporary file a checksummed range is staged in first) fail with
+    ``ENOSPC`` after half the block, as on a full disk."""
+
+    def stage(self, session_id: str, offset: int | None) -> Any:
+        staging = super().stage(session_id, offset)
+        if offset is not None:
+            real_write = staging.write
+
+            def write(block: bytes) -> None:
+                real_write(block[: len(block) // 2])
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            staging.write = write
+        return staging
+
+
+def test_a_full_disk_while_placing_a_checksummed_range_is_507(tmp_path: Path) -> None:
+    """``except OSError`` made ``except CosmicRayTestingException`` in
+    ``ranges._receive_checked``: a write error while copying a verified
+    range into the upload's data reached the caller as a bare ``OSError``:
+    the blueprint's ``OSError`` handler still made it a 507 over HTTP, but
+    :meth:`UploadService.append_range` raised it as is."""
+    app = make(tmp_path)
+    create_upload_service(app, FullDisk(str(tmp_path / "store")))
+    client = app.test_client()
+    url = _create(client, **{"Upload-Length": "5"})
+    digest = base64.b64encode(hashlib.sha1(b"hello").digest()).decode()
+    rv = client.patch(
+        url,
+        data=b"hello",
+        headers={**T, "Upload-Offset": "0", "Content-Type": OCTETS,
+                 "Upload-Checksum": f"sha1 {digest}"},
+    )  # fmt: skip
+    assert rv.status_code == 507, rv.status_code
+    assert rv.get_json()["error"] == "insufficient_storage"
+    assert client.head(url, headers=T).headers["Upload-Offset"] == "0"
+    # the service API (no blueprint error handler behind it) raises the
+    # protocol-independent error, never the bare OSError
+    with app.app_context(), pytest.raises(StreamingError) as info:
+        get_upload_service().append_range(
+            url.rsplit("/", 1)[1], 0, io.BytesIO(b"hello"), content_length=5,
+            checksum=f"sha1 {digest}",
+        )  # fmt: skip
+    assert (info.value.status, info.value.code) == (507, "insufficient_storage")
