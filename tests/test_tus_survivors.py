@@ -395,3 +395,20 @@ def test_a_full_disk_while_placing_a_checksummed_range_is_507(tmp_path: Path) ->
             checksum=f"sha1 {digest}",
         )  # fmt: skip
     assert (info.value.status, info.value.code) == (507, "insufficient_storage")
+
+
+def test_a_deferred_length_upload_without_an_upload_limit_takes_data(tmp_path: Path) -> None:
+    """``(1 << 62)`` made ``(1 & 62)`` in ``ranges.append_range`` (the
+    range's bound when neither the upload's length nor an upload limit is
+    known): every ``PATCH`` of such an upload was 413."""
+    app = make(tmp_path, max_upload_size=None)
+    client = app.test_client()
+    url = _create(client, **{"Upload-Defer-Length": "1"})
+    patch = {**T, "Content-Type": OCTETS}
+    rv = client.patch(url, data=b"hello ", headers={**patch, "Upload-Offset": "0"})
+    assert rv.status_code == 204 and rv.headers["Upload-Offset"] == "6"
+    rv = client.patch(
+        url, data=b"world", headers={**patch, "Upload-Offset": "6", "Upload-Length": "11"}
+    )
+    assert rv.status_code == 204 and rv.headers["Upload-Offset"] == "11"
+    assert client.get(url).data == b"hello world"
