@@ -176,13 +176,16 @@ EQUIVALENTS = (
         )
         for op in ("LtE", "GtE")
     ),
-    Equivalent(
-        "flask_streaming/uploads/tus_headers.py",
-        "core/ReplaceComparisonOperator_Eq_Is",
-        'if len(parts) == 1 or parts[1] == "":',
-        'parts[1] is "" is parts[1] == "": CPython has one empty str, and str.split'
-        " returns it for an empty field",
-        at='== ""',
+    *(
+        Equivalent(
+            "flask_streaming/uploads/tus_headers.py",
+            f"core/ReplaceComparisonOperator_Eq_{op}",
+            'if len(parts) == 1 or parts[1] == "":',
+            "the pair was strip()ped, so a pair of two parts has a non-empty value:"
+            ' parts[1] == "" is always False there, and so is the mutant (is, <, <=)',
+            at='== ""',
+        )
+        for op in ("Is", "Lt", "LtE")
     ),
 )
 

@@ -412,3 +412,73 @@ def test_a_deferred_length_upload_without_an_upload_limit_takes_data(tmp_path: P
     )
     assert rv.status_code == 204 and rv.headers["Upload-Offset"] == "11"
     assert client.get(url).data == b"hello world"
+
+
+def test_a_part_url_with_more_path_is_not_an_upload_url(tmp_path: Path) -> None:
+    """``... or "/" in path[len(base):] or ...`` made ``and`` in
+    ``upload_id_from_url``: a URL with more path after the id
+    (``/streaming/tus/<id>/x``) was taken as the id ``<id>/x``."""
+    app = make(tmp_path)
+    client = app.test_client()
+    part = _create(client, b"hello", **{"Upload-Length": "5", "Upload-Concat": "partial"})
+    for url in (f"{part}/x", f"{part}/", f"http://localhost{part}/x", "/streaming/tus/a/b"):
+        rv = client.post("/streaming/tus/", headers={**T, "Upload-Concat": f"final;{url}"})
+        assert rv.status_code == 400, url
+        assert rv.get_json()["error"] == "bad_concat", (url, rv.get_json())
+
+
+def test_upload_metadata_keys_without_a_value(tmp_path: Path) -> None:
+    """``len(parts) == 1`` made ``<`` in ``parse_metadata``: a key without
+    a value (allowed by tus) read ``parts[1]``: 500."""
+    app = make(tmp_path)
+    client = app.test_client()
+    metadata = "filename aGkudHh0,is_confidential,other "
+    url = _create(client, **{"Upload-Length": "1", "Upload-Metadata": metadata})
+    assert client.head(url, headers=T).headers["Upload-Metadata"] == metadata.strip()
+    with app.app_context():
+        session = get_upload_service().storage.load(url.rsplit("/", 1)[1])
+        assert session is not None
+        assert session.metadata == {"filename": "hi.txt", "is_confidential": None, "other": None}
+
+
+class FullDiskFor(FileStorage):
+    """In-place writes into the uploads in :attr:`full` fail with ``ENOSPC``."""
+
+    full: set[str]
+
+    def stage(self, session_id: str, offset: int | None) -> Any:
+        staging = super().stage(session_id, offset)
+        if offset is not None and session_id in self.full:
+
+            def write(block: bytes) -> None:
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            staging.write = write
+        return staging
+
+
+def test_the_last_patch_of_a_part_succeeds_when_its_final_upload_cannot_be_written(
+    tmp_path: Path,
+) -> None:
+    """``except OSError`` made ``except CosmicRayTestingException`` in
+    ``tus_concat._copy_parts``: when the part's last ``PATCH`` completed it
+    and assembling the waiting final upload hit a full disk, the ``PATCH``
+    (whose bytes were stored) answered 507; the assembly's failure is the
+    final upload's, retried by its ``HEAD``."""
+    app = make(tmp_path)
+    storage = FullDiskFor(str(tmp_path / "store"))
+    storage.full = set()
+    create_upload_service(app, storage)
+    client = app.test_client()
+    a = _create(client, b"hello", **{"Upload-Length": "5", "Upload-Concat": "partial"})
+    b = _create(client, **{"Upload-Length": "5", "Upload-Concat": "partial"})
+    final = _create(client, **{"Upload-Concat": f"final;{a} {b}"})
+    storage.full.add(final.rsplit("/", 1)[1])
+    patch = {**T, "Upload-Offset": "0", "Content-Type": OCTETS}
+    rv = client.patch(b, data=b"world", headers=patch)
+    assert rv.status_code == 204 and rv.headers["Upload-Offset"] == "5"
+    assert client.head(final, headers=T).status_code == 507
+    storage.full.clear()
+    rv = client.head(final, headers=T)
+    assert rv.status_code == 200 and rv.headers["Upload-Offset"] == "10"
+    assert client.get(final).data == b"helloworld"
