@@ -482,3 +482,16 @@ def test_the_last_patch_of_a_part_succeeds_when_its_final_upload_cannot_be_writt
     rv = client.head(final, headers=T)
     assert rv.status_code == 200 and rv.headers["Upload-Offset"] == "10"
     assert client.get(final).data == b"helloworld"
+
+
+def test_head_says_upload_concat_for_partial_uploads_only(tmp_path: Path) -> None:
+    """``session.concat == PARTIAL`` made ``is not`` in ``_head``: a
+    ``HEAD`` of a plain upload said ``Upload-Concat: partial``."""
+    app = make(tmp_path)
+    client = app.test_client()
+    plain = _create(client, **{"Upload-Length": "5"})
+    part = _create(client, **{"Upload-Length": "5", "Upload-Concat": "partial"})
+    final = _create(client, **{"Upload-Concat": f"final;{part}"})
+    assert "Upload-Concat" not in client.head(plain, headers=T).headers
+    assert client.head(part, headers=T).headers["Upload-Concat"] == "partial"
+    assert client.head(final, headers=T).headers["Upload-Concat"] == f"final;{part}"
