@@ -419,8 +419,11 @@ def counts(session: Path, src: Path | None = None) -> dict[str, int]:
 def report(s: Slice, folder: Path) -> str:
     """The slice's score line; survivors' diffs go to survivors.txt."""
     session = folder / "session.sqlite"
-    # The working tree's modules (the copy holds a mutant while a run is on).
-    c = counts(session, ROOT)
+    # The working tree's modules when they are the session's (the copy holds
+    # a mutant while a run is on), else the copy's.
+    stamp = folder / "sources.sha256"
+    current = stamp.exists() and stamp.read_text() == _sources_hash(s)
+    c = counts(session, ROOT if current else folder / "src")
     tested = c["killed"] + c["survived"]
     score = f"{100 * c['killed'] / tested:.1f}%" if tested else "-"
     with open(folder / "survivors.txt", "w") as out:
