@@ -194,6 +194,14 @@ EQUIVALENTS = (
         "create_final's keyword-only marker '*' made '/': its one caller (tus.py)"
         " passes header= and the rest by keyword",
     ),
+    Equivalent(
+        "flask_streaming/uploads/tus.py",
+        "core/ReplaceComparisonOperator_Eq_Is",
+        "if exc.status == status_of(exc.code):",
+        "the one code with a tus status of its own (checksum_mismatch: 460) is raised"
+        " without a status, so exc.status is the very int object of its ERRORS entry,"
+        " the one status_of returns",
+    ),
 )
 
 

@@ -495,3 +495,25 @@ def test_head_says_upload_concat_for_partial_uploads_only(tmp_path: Path) -> Non
     assert "Upload-Concat" not in client.head(plain, headers=T).headers
     assert client.head(part, headers=T).headers["Upload-Concat"] == "partial"
     assert client.head(final, headers=T).headers["Upload-Concat"] == f"final;{part}"
+
+
+def test_a_final_upload_of_some_of_another_final_uploads_parts_is_409(tmp_path: Path) -> None:
+    """``list(final.parts) != part_ids`` made ``<`` in ``_same_final``: a
+    final upload naming only some of the parts of an existing one (or the
+    same parts in another order) was taken for a repeat of it and got its
+    ``Location``, not ``409 partial_used``."""
+    app = make(tmp_path)
+    client = app.test_client()
+    a, b = (
+        _create(client, data, **{"Upload-Length": "1", "Upload-Concat": "partial"})
+        for data in (b"a", b"b")
+    )
+    final = _create(client, **{"Upload-Concat": f"final;{a} {b}"})
+    for parts in ([a], [b], [b, a]):
+        rv = client.post(
+            "/streaming/tus/", headers={**T, "Upload-Concat": "final;" + " ".join(parts)}
+        )
+        assert rv.status_code == 409, (parts, rv.headers.get("Location"))
+        assert rv.get_json()["error"] == "partial_used"
+    rv = client.post("/streaming/tus/", headers={**T, "Upload-Concat": f"final;{a} {b}"})
+    assert rv.status_code == 201 and rv.headers["Location"] == final  # a repeat
