@@ -195,6 +195,13 @@ EQUIVALENTS = (
         " passes header= and the rest by keyword",
     ),
     Equivalent(
+        "flask_streaming/uploads/ranges.py",
+        "core/ReplaceBinaryOperator_Mul_Div",
+        "*,",
+        "append_range's keyword-only marker '*' made '/': its callers (tus.py,"
+        " UploadService.append_range) pass everything after body by keyword",
+    ),
+    Equivalent(
         "flask_streaming/uploads/tus.py",
         "core/ReplaceComparisonOperator_Eq_Is",
         "if exc.status == status_of(exc.code):",

@@ -16,8 +16,9 @@ import pytest
 from flask import Flask
 
 from flask_streaming import Streaming, get_upload_service
-from flask_streaming.errors import StreamingError
+from flask_streaming.errors import BadRequest, StreamingError
 from flask_streaming.uploads import FileStorage
+from flask_streaming.uploads.tus_headers import parse_concat
 from flask_streaming.uploads.views import create_upload_service
 
 T = {"Tus-Resumable": "1.0.0"}
@@ -517,3 +518,31 @@ def test_a_final_upload_of_some_of_another_final_uploads_parts_is_409(tmp_path: 
         assert rv.get_json()["error"] == "partial_used"
     rv = client.post("/streaming/tus/", headers={**T, "Upload-Concat": f"final;{a} {b}"})
     assert rv.status_code == 201 and rv.headers["Location"] == final  # a repeat
+
+
+def test_upload_concat_takes_at_most_1000_parts() -> None:
+    """``len(urls) > 1000`` made ``>=`` in ``parse_concat``: a final upload
+    of exactly 1000 partial uploads was refused."""
+    urls = [f"/streaming/tus/p{i}" for i in range(1001)]
+    assert parse_concat("final;" + " ".join(urls[:1000])) == ("final", urls[:1000])
+    with pytest.raises(BadRequest) as info:
+        parse_concat("final;" + " ".join(urls))
+    assert info.value.code == "bad_concat"
+
+
+def test_a_patch_may_repeat_the_upload_length_already_set(tmp_path: Path) -> None:
+    """``length == session.length`` made ``is`` in ``ranges._check``: an
+    ``Upload-Length`` on a ``PATCH`` equal to the length already set (above
+    256: not one cached int object) was ``409 length_already_set``."""
+    app = make(tmp_path)
+    client = app.test_client()
+    url = _create(client, **{"Upload-Length": "1000"})
+    patch = {**T, "Content-Type": OCTETS, "Upload-Length": "1000"}
+    rv = client.patch(url, data=b"x" * 600, headers={**patch, "Upload-Offset": "0"})
+    assert rv.status_code == 204, rv.get_json()
+    rv = client.patch(url, data=b"y" * 400, headers={**patch, "Upload-Offset": "600"})
+    assert rv.status_code == 204 and rv.headers["Upload-Offset"] == "1000"
+    rv = client.patch(
+        url, data=b"", headers={**patch, "Upload-Length": "999", "Upload-Offset": "1000"}
+    )
+    assert rv.status_code == 409 and rv.get_json()["error"] == "length_already_set"
