@@ -191,11 +191,31 @@ def test_the_method_override_counts_on_a_post_only(tmp_path: Path) -> None:
     assert client.head(url, headers=T).status_code == 404
 
 
+class WatchedBody(io.BytesIO):
+    """A request body that counts the server's reads of it."""
+
+    reads = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        self.reads += 1
+        return super().read(size)
+
+    def readinto(self, buffer: Any) -> int:
+        self.reads += 1
+        return super().readinto(buffer)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        self.reads += 1
+        return super().readline(size)
+
+
 def test_a_patch_past_the_upload_length_is_refused(tmp_path: Path) -> None:
     """``offset + content_length > limit`` made ``offset / content_length``
-    in ``ranges.append_range``: an empty append (``content_length=0``) at
-    a non-zero offset divided by zero. (A ``PATCH`` longer than what is
-    left still got its 413, from the body's limit.)"""
+    (or ``%``, ``^``) in ``ranges.append_range``: a ``PATCH`` longer than
+    what is left of the upload was read before its 413 (which then came
+    from the body's limit: a client sending gigabytes had to send them),
+    and an empty append (``content_length=0``) at a non-zero offset
+    divided by zero."""
     app = make(tmp_path)
     client = app.test_client()
     url = _create(client, **{"Upload-Length": "5"})
@@ -204,12 +224,14 @@ def test_a_patch_past_the_upload_length_is_refused(tmp_path: Path) -> None:
         if offset == 3:
             rv = client.patch(url, data=b"abc", headers={**patch, "Upload-Offset": "0"})
             assert rv.status_code == 204
+        body = WatchedBody(data)
         rv = client.patch(
             url,
-            data=data,
+            input_stream=body,
             headers={**patch, "Upload-Offset": str(offset), "Content-Length": str(len(data))},
         )
         assert rv.status_code == 413, (offset, data, rv.status_code)
+        assert body.reads == 0, "refused only after reading the body"
         assert client.head(url, headers=T).headers["Upload-Offset"] == str(offset)
     rv = client.patch(url, data=b"", headers={**patch, "Upload-Offset": "3"})
     assert rv.status_code == 204 and rv.headers["Upload-Offset"] == "3"
@@ -416,13 +438,16 @@ def test_a_deferred_length_upload_without_an_upload_limit_takes_data(tmp_path: P
 
 
 def test_a_part_url_with_more_path_is_not_an_upload_url(tmp_path: Path) -> None:
-    """``... or "/" in path[len(base):] or ...`` made ``and`` in
-    ``upload_id_from_url``: a URL with more path after the id
-    (``/streaming/tus/<id>/x``) was taken as the id ``<id>/x``."""
+    """Either ``or`` made ``and`` in ``upload_id_from_url``: a URL with more
+    path after the id (``/streaming/tus/<id>/x``) was taken as the id
+    ``<id>/x``, a URL of another path as the id at the same position
+    (``/elsewhere/tus/<id>``)."""
     app = make(tmp_path)
     client = app.test_client()
     part = _create(client, b"hello", **{"Upload-Length": "5", "Upload-Concat": "partial"})
-    for url in (f"{part}/x", f"{part}/", f"http://localhost{part}/x", "/streaming/tus/a/b"):
+    other = part.replace("/streaming/tus/", "/elsewhere/tus/")
+    for url in (f"{part}/x", f"{part}/", f"http://localhost{part}/x", "/streaming/tus/a/b",
+                "/elsewhere/abc", other, "/streaming/tu"):  # fmt: skip
         rv = client.post("/streaming/tus/", headers={**T, "Upload-Concat": f"final;{url}"})
         assert rv.status_code == 400, url
         assert rv.get_json()["error"] == "bad_concat", (url, rv.get_json())
