@@ -104,9 +104,9 @@ SLICES = {
                 "transaction", "core", "native", "delivery", "sessions", "segments",
                 "bodies", "locks", "storage", "service", "results", "json_body",
                 "private_files")),
-            ("tests/test_uploads.py", "tests/test_uploads_model.py",
-             "tests/test_uploads_committed.py", "tests/test_uploads_expiry.py",
-             "tests/test_uploads_flow.py", "tests/test_uploads_socket_body.py",
+            ("tests/test_uploads.py", "tests/test_uploads_committed.py",
+             "tests/test_uploads_expiry.py", "tests/test_uploads_flow.py",
+             "tests/test_uploads_model.py", "tests/test_uploads_socket_body.py",
              "tests/test_uploads_live.py", "tests/test_uploads_lock_live.py"),
             timeout=300.0,
             note="the upload service and its transaction, the native protocol's flow,"
