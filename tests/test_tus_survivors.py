@@ -421,20 +421,21 @@ def test_a_full_disk_while_placing_a_checksummed_range_is_507(tmp_path: Path) ->
 
 
 def test_a_deferred_length_upload_without_an_upload_limit_takes_data(tmp_path: Path) -> None:
-    """``(1 << 62)`` made ``(1 & 62)`` in ``ranges.append_range`` (the
-    range's bound when neither the upload's length nor an upload limit is
-    known): every ``PATCH`` of such an upload was 413."""
+    """``(1 << 62)`` made ``(1 & 62)``, ``(1 >> 62)`` or ``(1 * 62)`` in
+    ``ranges.append_range`` (the range's bound when neither the upload's
+    length nor an upload limit is known): a ``PATCH`` of such an upload was
+    413 (past 0 or 62 bytes)."""
     app = make(tmp_path, max_upload_size=None)
     client = app.test_client()
     url = _create(client, **{"Upload-Defer-Length": "1"})
     patch = {**T, "Content-Type": OCTETS}
-    rv = client.patch(url, data=b"hello ", headers={**patch, "Upload-Offset": "0"})
-    assert rv.status_code == 204 and rv.headers["Upload-Offset"] == "6"
-    rv = client.patch(
-        url, data=b"world", headers={**patch, "Upload-Offset": "6", "Upload-Length": "11"}
-    )
-    assert rv.status_code == 204 and rv.headers["Upload-Offset"] == "11"
-    assert client.get(url).data == b"hello world"
+    first, second = b"a" * 100, b"b" * 1000
+    rv = client.patch(url, data=first, headers={**patch, "Upload-Offset": "0"})
+    assert rv.status_code == 204 and rv.headers["Upload-Offset"] == "100"
+    headers = {**patch, "Upload-Offset": "100", "Upload-Length": "1100"}
+    rv = client.patch(url, data=second, headers=headers)
+    assert rv.status_code == 204 and rv.headers["Upload-Offset"] == "1100"
+    assert client.get(url).data == first + second
 
 
 def test_a_part_url_with_more_path_is_not_an_upload_url(tmp_path: Path) -> None:
@@ -571,3 +572,30 @@ def test_a_patch_may_repeat_the_upload_length_already_set(tmp_path: Path) -> Non
         url, data=b"", headers={**patch, "Upload-Length": "999", "Upload-Offset": "1000"}
     )
     assert rv.status_code == 409 and rv.get_json()["error"] == "length_already_set"
+
+
+def test_a_chunked_patch_stops_at_the_upload_length(tmp_path: Path) -> None:
+    """``limit - offset`` made ``limit | offset`` in ``ranges.append_range``
+    (the room left for a body without ``Content-Length``): a chunked
+    ``PATCH`` wrote past the upload's length (offset 8 of a 5-byte upload)."""
+    app = make(tmp_path)
+    client = app.test_client()
+    url = _create(client, **{"Upload-Length": "5"})
+    patch = {**T, "Content-Type": OCTETS}
+    assert (
+        client.patch(url, data=b"abc", headers={**patch, "Upload-Offset": "0"}).status_code == 204
+    )
+    rv = client.open(
+        url,
+        method="PATCH",
+        input_stream=io.BytesIO(b"defgh"),
+        headers={**patch, "Upload-Offset": "3", "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert rv.status_code == 413, (rv.status_code, rv.headers.get("Upload-Offset"))
+    offset = client.head(url, headers=T).headers["Upload-Offset"]
+    assert int(offset) <= 5
+    rest = b"de"[: 5 - int(offset)]
+    rv = client.patch(url, data=rest, headers={**patch, "Upload-Offset": offset})
+    assert rv.status_code == 204 and rv.headers["Upload-Offset"] == "5"
+    assert client.get(url).data == b"abcde"
