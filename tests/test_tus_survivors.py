@@ -599,3 +599,21 @@ def test_a_chunked_patch_stops_at_the_upload_length(tmp_path: Path) -> None:
     rv = client.patch(url, data=rest, headers={**patch, "Upload-Offset": offset})
     assert rv.status_code == 204 and rv.headers["Upload-Offset"] == "5"
     assert client.get(url).data == b"abcde"
+
+
+def test_a_creation_with_data_of_another_media_type_is_415(tmp_path: Path) -> None:
+    """``request.mimetype != OFFSET_OCTET_STREAM`` made ``>`` in ``_create``:
+    a creation request with a body of a media type sorting before
+    ``application/offset+octet-stream`` (``application/json``) was
+    accepted."""
+    app = make(tmp_path)
+    client = app.test_client()
+    for mimetype in ("application/json", "application/a", "text/plain", "application/x"):
+        rv = client.post(
+            "/streaming/tus/",
+            data=b"hello",
+            headers={**T, "Upload-Length": "5", "Content-Type": mimetype},
+        )
+        assert rv.status_code == 415, mimetype
+    with app.app_context():
+        assert get_upload_service().sessions() == []
