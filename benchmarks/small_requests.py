@@ -132,6 +132,7 @@ def run(
             cpu=server_cpu,
             env={"BENCH_UPLOAD_DIR": folder, "PYTHONPATH": root},
             cwd=root,
+            ready_path="/streaming/",  # a worker answers: its pid is known
         )
         try:
             server.start()
