@@ -2,7 +2,8 @@
 native segments, tus ``PATCH`` es and raw appending ``PUT`` s (the baseline,
 :func:`benchmarks.uploads.save_body`), same server, same client, same run::
 
-    python -m benchmarks.small_requests [--n 1000] [--repeat 3] [--size 65536] [--root DIR]
+    python -m benchmarks.small_requests [--n 1000] [--repeat 3] [--size 65536]
+                                        [--root DIR] [--compare DIR]
 
 With 64 KiB bodies the bytes cost little, so what is measured is the
 bookkeeping of a request: the session record's reads and writes, the locks,
@@ -14,8 +15,9 @@ the segment record, the post-commit marker and its acknowledgement. The
   server core with ``taskset``; this process (the client, ``http.client`` on
   one keep-alive connection, never monkey-patched) pins itself to the
   client core. A fresh server and folder per round. ``--root``: run the
-  server from another checkout (e.g. ``git archive main`` unpacked) to
-  compare two versions.
+  server from another checkout; ``--compare``: also serve a second
+  checkout (e.g. ``git archive main`` unpacked) at the same time, the two
+  taking turns batch by batch, and print the ratios of the two.
 * Within a round the three kinds take turns in batches of 50 requests (the
   order reversed every other round), so that load from other processes on
   a shared machine hits all three alike. Two figures per kind: requests/s
@@ -103,6 +105,12 @@ class Kinds:
             self.tus_offset += len(self.body)
             assert rv.getheader("Upload-Offset") == str(self.tus_offset)
 
+    def run(self, name: str, n: int) -> None:
+        """*n* requests of the kind *name* (one of :data:`NAMES`)."""
+        kinds = {"raw appending PUT": self.raw, "native segments": self.native}
+        kinds["tus PATCH"] = self.tus
+        kinds[name](n)
+
     def stored(self) -> dict[str, str]:
         return {
             "raw appending PUT": "raw-append.bin",
@@ -111,59 +119,77 @@ class Kinds:
         }
 
 
+NAMES = ("raw appending PUT", "native segments", "tus PATCH")
+Figures = dict[str, dict[str, dict[str, list[float]]]]
+
+
 def run(
-    n: int = 1000, repeat: int = 3, size: int = 64 * 1024, batch: int = 50, root: str = ROOT
-) -> dict[str, dict[str, list[float]]]:
-    """Per kind, per round: ``rate`` (requests/s) and ``cpu_us`` (the
-    worker's CPU µs per request). Within a round the kinds take turns in
-    batches of *batch* requests, so that a burst of load from other
-    processes hits all three alike. *root*: the checkout the server runs."""
+    n: int = 1000,
+    repeat: int = 3,
+    size: int = 64 * 1024,
+    batch: int = 50,
+    roots: tuple[str, ...] = (ROOT,),
+) -> Figures:
+    """Per server root, per kind, per round: ``rate`` (requests/s) and
+    ``cpu_us`` (the worker's CPU µs per request). One server per root (all
+    up at once, all on the server core); within a round the kinds, and the
+    servers, take turns in batches of *batch* requests, so that a burst of
+    load from other processes hits every figure alike."""
     server_cpu, client_cpu = cpu_plan()
     if client_cpu is not None:
         os.sched_setaffinity(0, {client_cpu})
     body = os.urandom(size)
-    names = ("raw appending PUT", "native segments", "tus PATCH")
-    out: dict[str, dict[str, list[float]]] = {k: {"rate": [], "cpu_us": []} for k in names}
+    out: Figures = {root: {k: {"rate": [], "cpu_us": []} for k in NAMES} for root in roots}
     for r in range(repeat):
-        folder = tempfile.mkdtemp(prefix="bench-small-")
-        server = GunicornServer(
-            "benchmarks.uploads:create_app()",
-            workers=1,
-            cpu=server_cpu,
-            env={"BENCH_UPLOAD_DIR": folder, "PYTHONPATH": root},
-            cwd=root,
-            ready_path="/streaming/",  # a worker answers: its pid is known
-        )
+        servers: dict[str, GunicornServer] = {}
+        folders: dict[str, str] = {}
         try:
-            server.start()
-            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-            (pid,) = server.worker_pids()
-            kinds = Kinds(conn, body, n + batch)
-            run_kind = dict(zip(names, (kinds.raw, kinds.native, kinds.tus), strict=True))
-            for fn in run_kind.values():
-                fn(batch)  # warm-up
-            wall = dict.fromkeys(names, 0.0)
-            cpu = dict.fromkeys(names, 0.0)
-            order = list(names) if r % 2 == 0 else list(names)[::-1]
-            for _ in range(n // batch):
-                for name in order:
-                    c, t = cpu_seconds(pid), time.perf_counter()
-                    run_kind[name](batch)
-                    wall[name] += time.perf_counter() - t
-                    cpu[name] += cpu_seconds(pid) - c
+            sides: dict[str, tuple[int, Kinds]] = {}
+            for root in roots:
+                folders[root] = tempfile.mkdtemp(prefix="bench-small-")
+                servers[root] = server = GunicornServer(
+                    "benchmarks.uploads:create_app()",
+                    workers=1,
+                    cpu=server_cpu,
+                    env={"BENCH_UPLOAD_DIR": folders[root], "PYTHONPATH": root},
+                    cwd=root,
+                    ready_path="/streaming/",  # a worker answers: its pid is known
+                )
+                server.start()
+                conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+                (pid,) = server.worker_pids()
+                sides[root] = (pid, Kinds(conn, body, n + batch))
+            wall = {(root, k): 0.0 for root in roots for k in NAMES}
+            cpu = dict(wall)
+            for _, kinds in sides.values():
+                for name in NAMES:
+                    kinds.run(name, batch)  # warm-up
+            for b in range(n // batch):
+                names = NAMES if (r + b) % 2 == 0 else NAMES[::-1]
+                order = roots if (r + b) % 2 == 0 else roots[::-1]
+                for name in names:
+                    for root in order:
+                        pid, kinds = sides[root]
+                        c, t = cpu_seconds(pid), time.perf_counter()
+                        kinds.run(name, batch)
+                        wall[root, name] += time.perf_counter() - t
+                        cpu[root, name] += cpu_seconds(pid) - c
             done = n // batch * batch
-            for name in names:
-                out[name]["rate"].append(done / wall[name])
-                out[name]["cpu_us"].append(cpu[name] / done * 1e6)
-            conn.close()
             expected = hashlib.sha256(body * (done + batch)).digest()  # warm-up included
-            for name, stored in kinds.stored().items():
-                with open(os.path.join(folder, stored), "rb") as f:
-                    if hashlib.sha256(f.read()).digest() != expected:
-                        raise RuntimeError(f"{name}: the stored bytes differ from those sent")
+            for root, (_, kinds) in sides.items():
+                kinds.conn.close()
+                for name in NAMES:
+                    out[root][name]["rate"].append(done / wall[root, name])
+                    out[root][name]["cpu_us"].append(cpu[root, name] / done * 1e6)
+                for name, stored in kinds.stored().items():
+                    with open(os.path.join(folders[root], stored), "rb") as f:
+                        if hashlib.sha256(f.read()).digest() != expected:
+                            raise RuntimeError(f"{name}: the stored bytes differ from those sent")
         finally:
-            server.stop()
-            shutil.rmtree(folder, ignore_errors=True)
+            for server in servers.values():
+                server.stop()
+            for folder in folders.values():
+                shutil.rmtree(folder, ignore_errors=True)
     return out
 
 
@@ -173,24 +199,45 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3, help="rounds (the median counts)")
     p.add_argument("--size", type=int, default=64 * 1024, help="bytes per request body")
     p.add_argument("--root", default=ROOT, help="the checkout the server runs (default: this one)")
-    args = p.parse_args()
-    out = run(args.n, args.repeat, args.size, root=args.root)
-    med = {k: {m: statistics.median(v) for m, v in d.items()} for k, d in out.items()}
-    print(
-        f"{args.n} requests of {args.size} bytes per kind (batches of 50, kinds in turn),"
-        f" median of {args.repeat} round(s); server: {args.root}"
+    p.add_argument(
+        "--compare",
+        metavar="DIR",
+        help="also serve this checkout (e.g. `git archive main` unpacked) at the same time,"
+        " taking turns with --root batch by batch; prints --root / DIR",
     )
-    for name, d in out.items():
-        print(
-            f"  {name:18} {med[name]['rate']:7.0f} req/s {med[name]['cpu_us']:7.0f} CPU µs/request"
-            f"   rounds {[round(x) for x in d['rate']]} req/s, {[round(x) for x in d['cpu_us']]} µs"
-        )
-    base = med["raw appending PUT"]
-    for name in ("native segments", "tus PATCH"):
-        print(
-            f"  {name} / raw appending PUT: {med[name]['rate'] / base['rate']:.2f}x req/s,"
-            f" {med[name]['cpu_us'] / base['cpu_us']:.2f}x CPU per request"
-        )
+    args = p.parse_args()
+    roots = (args.root,) if args.compare is None else (args.root, args.compare)
+    out = run(args.n, args.repeat, args.size, roots=roots)
+    print(
+        f"{args.n} requests of {args.size} bytes per kind and server (batches of 50 taking"
+        f" turns), medians of {args.repeat} round(s)"
+    )
+    med = {
+        root: {k: {m: statistics.median(v) for m, v in d.items()} for k, d in figures.items()}
+        for root, figures in out.items()
+    }
+    for root, figures in out.items():
+        print(f"server: {root}")
+        for name, d in figures.items():
+            m = med[root][name]
+            print(
+                f"  {name:18} {m['rate']:7.0f} req/s {m['cpu_us']:7.0f} CPU µs/request   rounds"
+                f" {[round(x) for x in d['rate']]} req/s, {[round(x) for x in d['cpu_us']]} µs"
+            )
+        base = med[root]["raw appending PUT"]
+        for name in ("native segments", "tus PATCH"):
+            print(
+                f"  {name} / raw appending PUT: {med[root][name]['rate'] / base['rate']:.2f}x"
+                f" req/s, {med[root][name]['cpu_us'] / base['cpu_us']:.2f}x CPU per request"
+            )
+    if args.compare is not None:
+        a, b = med[args.root], med[args.compare]
+        print(f"{args.root} / {args.compare}:")
+        for name in NAMES:
+            print(
+                f"  {name:18} {a[name]['rate'] / b[name]['rate']:.2f}x req/s,"
+                f" {a[name]['cpu_us'] / b[name]['cpu_us']:.2f}x CPU per request"
+            )
 
 
 if __name__ == "__main__":
