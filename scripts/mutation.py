@@ -226,6 +226,20 @@ EQUIVALENTS = (
         " lines on with the same 413 payload_too_large and limit (the parts claimed and"
         " released meanwhile); only the message's wording differs",
     ),
+    *(
+        Equivalent(
+            "flask_streaming/uploads/bodies.py",
+            f"core/ReplaceBinaryOperator_Add_{op}",
+            "if staging.size + filled > limit:",
+            "the socket path reads exactly Content-Length bytes, and every caller refuses"
+            " a Content-Length past the limit before reading (native: max_segment_size;"
+            " tus: the room left, and max_segment_size when checksummed), so this check"
+            " never fires; a smaller left side (a|b, a^b, a&b, a-b, a/b, a//b, a%b, a>>b"
+            " <= a+b) never fires either",
+            at="+ filled",
+        )
+        for op in ("BitOr", "BitXor", "BitAnd", "Sub", "Div", "FloorDiv", "Mod", "RShift")
+    ),
 )
 
 
