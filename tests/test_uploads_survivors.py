@@ -7,12 +7,13 @@ mutant by hand."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 
-from flask_streaming import Streaming
+from flask_streaming import Streaming, get_upload_service
 from flask_streaming.uploads.json_body import MAX_JSON_DEPTH, json_depth
 
 
@@ -50,3 +51,20 @@ def test_a_creation_body_one_level_too_deep_is_400(tmp_path: Path) -> None:
         assert rv.status_code == status, (levels, rv.get_json())
         if status == 400:
             assert rv.get_json()["error"] == "too_deep"
+
+
+def test_a_worker_sweeps_expired_sessions_once_a_minute(tmp_path: Path) -> None:
+    """``SWEEP_INTERVAL = 60.0`` made ``59.0`` (or ``61.0``): a worker swept
+    expired sessions on creating one more often (less often) than the
+    documented once a minute. The last sweep's time is set back instead of
+    waiting a minute."""
+    app = make(tmp_path, session_timeout=0.05)
+    client = app.test_client()
+    service = get_upload_service(app)
+    expired = client.post("/streaming/uploads").get_json()["streamId"]
+    time.sleep(0.2)
+    assert service.storage.load(expired) is not None
+    for ago, swept in ((59.5, False), (60.5, True)):  # the documented minute
+        service._last_sweep = time.monotonic() - ago
+        assert client.post("/streaming/uploads").status_code == 201
+        assert (service.storage.load(expired) is None) is swept, ago
