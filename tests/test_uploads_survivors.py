@@ -55,8 +55,8 @@ def test_a_creation_body_one_level_too_deep_is_400(tmp_path: Path) -> None:
 
 def test_a_worker_sweeps_expired_sessions_once_a_minute(tmp_path: Path) -> None:
     """``SWEEP_INTERVAL = 60.0`` made ``59.0`` (or ``61.0``): a worker swept
-    expired sessions on creating one more often (less often) than the
-    documented once a minute. The last sweep's time is set back instead of
+    expired sessions on creating one more often (less often) than the once
+    a minute ``service.py`` states. The last sweep's time is set back instead of
     waiting a minute."""
     app = make(tmp_path, session_timeout=0.05)
     client = app.test_client()
@@ -64,7 +64,7 @@ def test_a_worker_sweeps_expired_sessions_once_a_minute(tmp_path: Path) -> None:
     expired = client.post("/streaming/uploads").get_json()["streamId"]
     time.sleep(0.2)
     assert service.storage.load(expired) is not None
-    for ago, swept in ((59.5, False), (60.5, True)):  # the documented minute
+    for ago, swept in ((59.5, False), (60.5, True)):  # SWEEP_INTERVAL: 60 s
         service._last_sweep = time.monotonic() - ago
         assert client.post("/streaming/uploads").status_code == 201
         assert (service.storage.load(expired) is None) is swept, ago
