@@ -31,7 +31,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import hashlib
+import operator
 import os
 import re
 import shlex
@@ -279,6 +281,41 @@ def state_comparison(m: Any, src: Path) -> Equivalent | None:
     return None
 
 
+_FLAG = r"(?:os\.O_[A-Z]+|fcntl\.LOCK_[A-Z]+|NOFOLLOW)"
+_FLAGS = re.compile(rf"{_FLAG}(?:\s*\|\s*{_FLAG})+")
+
+
+def _flag_value(name: str) -> int:
+    import fcntl
+
+    if name == "NOFOLLOW":  # uploads/private_files.py
+        return os.O_NOFOLLOW | os.O_CLOEXEC
+    module, attr = name.split(".")
+    return int(getattr(os if module == "os" else fcntl, attr))
+
+
+def flag_union(m: Any, src: Path) -> Equivalent | None:
+    """``os.O_A | os.O_B`` (``fcntl.LOCK_*`` too) with ``|`` made ``+`` or
+    ``^``: the flags' bits are distinct (checked), so the number is the
+    same: equivalent."""
+    op = str(m.operator_name)
+    if op not in (
+        "core/ReplaceBinaryOperator_BitOr_Add",
+        "core/ReplaceBinaryOperator_BitOr_BitXor",
+    ):
+        return None
+    module = str(m.module_path)
+    line = (src / module).read_text("utf-8").splitlines()[m.start_pos[0] - 1]
+    for match in _FLAGS.finditer(line):
+        if match.start() < m.start_pos[1] < match.end():
+            values = [_flag_value(n) for n in re.findall(_FLAG, match[0])]
+            if sum(values) == functools.reduce(operator.or_, values):
+                return Equivalent(
+                    module, op, line.strip(), "flags of distinct bits: |, + and ^ agree"
+                )
+    return None
+
+
 def equivalent(m: Any, src: Path) -> Equivalent | None:
     """The entry of :data:`EQUIVALENTS` that mutation *m* is, if any (or a
     :func:`state_comparison`)."""
@@ -288,7 +325,7 @@ def equivalent(m: Any, src: Path) -> Equivalent | None:
             line = (src / module).read_text("utf-8").splitlines()[m.start_pos[0] - 1]
             if eq.line in line and line[m.start_pos[1] :].startswith(eq.at):
                 return eq
-    return state_comparison(m, src)
+    return state_comparison(m, src) or flag_union(m, src)
 
 
 def _sources_hash(s: Slice) -> str:

@@ -68,3 +68,15 @@ def test_a_worker_sweeps_expired_sessions_once_a_minute(tmp_path: Path) -> None:
         service._last_sweep = time.monotonic() - ago
         assert client.post("/streaming/uploads").status_code == 201
         assert (service.storage.load(expired) is None) is swept, ago
+
+
+def test_json_depth_skips_brackets_in_strings_with_spaces(tmp_path: Path) -> None:
+    """``byte == 0x22`` (the closing quote) made ``<`` in ``json_depth``: a
+    space (or any byte below ``"``) ended a string, so brackets later in
+    it counted as nesting, and a file name like ``"a [[[...] b"`` made a
+    creation body "too deep"."""
+    assert json_depth(b'{"a [[[[ b": 1}') == 1
+    assert json_depth(b'["x\\t[[[", "!{{{"]') == 1
+    name = "scan " + "[" * (MAX_JSON_DEPTH + 4) + " final.pdf"
+    rv = make(tmp_path).test_client().post("/streaming/uploads", json={"filename": name})
+    assert rv.status_code == 201, rv.get_json()
