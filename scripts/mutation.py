@@ -243,6 +243,13 @@ EQUIVALENTS = (
         )
         for op in ("BitOr", "BitXor", "BitAnd", "Sub", "Div", "FloorDiv", "Mod", "RShift")
     ),
+    Equivalent(
+        "flask_streaming/uploads/bodies.py",
+        "core/ReplaceComparisonOperator_Lt_NotEq",
+        "while filled < len(buffer) and body.remaining:",
+        "readinto(buffer[filled:]) fills at most the space left, so filled never passes"
+        " len(buffer): < and != agree",
+    ),
 )
 
 

@@ -80,3 +80,21 @@ def test_json_depth_skips_brackets_in_strings_with_spaces(tmp_path: Path) -> Non
     name = "scan " + "[" * (MAX_JSON_DEPTH + 4) + " final.pdf"
     rv = make(tmp_path).test_client().post("/streaming/uploads", json={"filename": name})
     assert rv.status_code == 201, rv.get_json()
+
+
+def test_a_segment_number_out_of_range_names_the_range(tmp_path: Path) -> None:
+    """``max_segments - 1`` made ``- 2`` in the ``bad_segment`` message of
+    ``native.append_segment``: the client was told a range one short."""
+    client = make(tmp_path, max_segments=4).test_client()
+    sid = client.post("/streaming/uploads").get_json()["streamId"]
+    rv = client.post(
+        "/streaming/uploads", data=b"x", headers={"X-Stream-Id": sid, "X-Stream-Segment": "4"}
+    )
+    assert rv.status_code == 400
+    body = rv.get_json()
+    assert body["error"] == "bad_segment" and body["limit"] == 4, body
+    assert "0..3" in body["message"], body["message"]
+    rv = client.post(
+        "/streaming/uploads", data=b"x", headers={"X-Stream-Id": sid, "X-Stream-Segment": "3"}
+    )
+    assert rv.status_code == 200
