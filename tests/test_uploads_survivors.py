@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from flask import Flask
 
 from flask_streaming import Streaming, get_upload_service
@@ -98,3 +99,42 @@ def test_a_segment_number_out_of_range_names_the_range(tmp_path: Path) -> None:
         "/streaming/uploads", data=b"x", headers={"X-Stream-Id": sid, "X-Stream-Segment": "3"}
     )
     assert rv.status_code == 200
+
+
+def test_an_acknowledgement_does_not_follow_a_planted_log_link(tmp_path: Path) -> None:
+    """``if exc.errno != errno.ELOOP: raise`` made ``if not ...`` in
+    ``FileStorage.acknowledge``: a symbolic link planted as a session's
+    ``acks.log`` made the acknowledgement raise (the post-commit signal's
+    request failed) instead of being logged and ignored; other errors were
+    swallowed."""
+    app = make(tmp_path)
+    client = app.test_client()
+    sid = client.post("/streaming/uploads").get_json()["streamId"]
+    storage = get_upload_service(app).storage
+    folder = Path(storage.folder, sid)
+    (folder / "acks.log").unlink(missing_ok=True)
+    victim = tmp_path / "victim.log"
+    victim.write_bytes(b"")
+    (folder / "acks.log").symlink_to(victim)
+    storage.acknowledge(sid, "0123456789abcdef")  # logged, not followed, not raised
+    assert victim.read_bytes() == b""
+    (folder / "acks.log").unlink()
+    (folder / "acks.log").mkdir()  # another error (EISDIR) is raised
+    with pytest.raises(IsADirectoryError):
+        storage.acknowledge(sid, "0123456789abcdef")
+
+
+def test_json_depth_counts_brackets_after_whitespace(tmp_path: Path) -> None:
+    """``byte == 0x22`` (an opening quote) made ``<=`` in ``json_depth``: a
+    space or newline outside a string opened a "string", so the brackets
+    after it were not counted: a pretty-printed body nested far too deep
+    passed the depth check."""
+    assert json_depth(b"[ [ [ 1 ] ] ]") == 3
+    assert json_depth(b'{\n  "a": [\n    [1]\n  ]\n}') == 3
+    body = json.dumps({"other": nested(MAX_JSON_DEPTH + 5)}, indent=1).encode()
+    rv = (
+        make(tmp_path)
+        .test_client()
+        .post("/streaming/uploads", data=body, headers={"Content-Type": "application/json"})
+    )
+    assert rv.status_code == 400 and rv.get_json()["error"] == "too_deep", rv.get_json()
