@@ -138,3 +138,19 @@ def test_json_depth_counts_brackets_after_whitespace(tmp_path: Path) -> None:
         .post("/streaming/uploads", data=body, headers={"Content-Type": "application/json"})
     )
     assert rv.status_code == 400 and rv.get_json()["error"] == "too_deep", rv.get_json()
+
+
+def test_a_file_where_the_old_acks_folder_was_is_ignored(tmp_path: Path) -> None:
+    """``os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW`` losing ``O_DIRECTORY``
+    (``|`` made ``>>``: ``0 >> O_DIRECTORY`` is 0) in
+    ``FileStorage.forget_acknowledged`` / ``_legacy_acknowledged``: a
+    regular file named ``acks`` (where an older version kept a folder) was
+    opened, and the unlink or listing through it raised."""
+    app = make(tmp_path)
+    client = app.test_client()
+    sid = client.post("/streaming/uploads").get_json()["streamId"]
+    storage = get_upload_service(app).storage
+    (Path(storage.folder, sid) / "acks").write_bytes(b"0123456789abcdef")
+    storage.forget_acknowledged(sid, ["0123456789abcdef"])
+    assert storage.acknowledged(sid) == (set(), 0)
+    assert (Path(storage.folder, sid) / "acks").read_bytes() == b"0123456789abcdef"
