@@ -250,6 +250,15 @@ EQUIVALENTS = (
         "readinto(buffer[filled:]) fills at most the space left, so filled never passes"
         " len(buffer): < and != agree",
     ),
+    Equivalent(
+        "flask_streaming/uploads/storage.py",
+        "core/ReplaceBinaryOperator_Sub_Add",
+        "n = os.copy_file_range(src, dst, size - done, done, offset + done)",
+        "src is the segment's own body file, exactly size bytes (placed from the staging"
+        " whose size the record holds): asking for size + done instead of size - done"
+        " bytes from position done copies the same size - done bytes to its end",
+        at="- done",
+    ),
 )
 
 

@@ -7,6 +7,7 @@ mutant by hand."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from flask import Flask
 
 from flask_streaming import Streaming, get_upload_service
 from flask_streaming.uploads.json_body import MAX_JSON_DEPTH, json_depth
+from flask_streaming.uploads.sessions import new_session_id
 
 
 def make(tmp_path: Path, **options: Any) -> Flask:
@@ -154,3 +156,25 @@ def test_a_file_where_the_old_acks_folder_was_is_ignored(tmp_path: Path) -> None
     storage.forget_acknowledged(sid, ["0123456789abcdef"])
     assert storage.acknowledged(sid) == (set(), 0)
     assert (Path(storage.folder, sid) / "acks").read_bytes() == b"0123456789abcdef"
+
+
+def test_cleanup_removes_an_old_session_folder_without_a_record(tmp_path: Path) -> None:
+    """``valid_session_id(name) and os.path.exists(.../session.json)`` made
+    ``or`` in ``FileStorage.remove_orphans``: every folder with a session's
+    name was kept, so one left without its record by a killed worker (past
+    ``ORPHAN_GRACE``) stayed for good; a young one and a live session stay."""
+    app = make(tmp_path)
+    client = app.test_client()
+    live = client.post("/streaming/uploads").get_json()["streamId"]
+    service = get_upload_service(app)
+    store = Path(service.storage.folder)
+    old, young = store / new_session_id(), store / new_session_id()
+    for folder in (old, young):
+        folder.mkdir()
+        (folder / "data").write_bytes(b"left over")
+    hour_ago = time.time() - 3600
+    os.utime(old, (hour_ago, hour_ago))
+    os.utime(store / live, (hour_ago, hour_ago))
+    service.cleanup()
+    assert not old.exists()
+    assert young.exists() and (store / live / "session.json").exists()
