@@ -178,3 +178,14 @@ def test_cleanup_removes_an_old_session_folder_without_a_record(tmp_path: Path) 
     service.cleanup()
     assert not old.exists()
     assert young.exists() and (store / live / "session.json").exists()
+
+
+def test_json_depth_skips_escaped_quotes(tmp_path: Path) -> None:
+    """``byte == 0x5C`` (a backslash) made ``93`` in ``json_depth``: an
+    escaped quote ended the string, so brackets after it counted, and a
+    file name like ``say \\"[[[...`` made a creation body "too deep"."""
+    assert json_depth(b'["a\\"[[[[", 1]') == 1
+    assert json_depth(b'{"k]\\"{{": "\\\\"}') == 1
+    name = 'say "' + "[" * (MAX_JSON_DEPTH + 4)
+    rv = make(tmp_path).test_client().post("/streaming/uploads", json={"filename": name})
+    assert rv.status_code == 201, rv.get_json()
