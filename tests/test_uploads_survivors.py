@@ -6,6 +6,7 @@ mutant by hand."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
@@ -16,6 +17,7 @@ import pytest
 from flask import Flask
 
 from flask_streaming import Streaming, get_upload_service
+from flask_streaming.uploads.bodies import parse_checksum
 from flask_streaming.uploads.json_body import MAX_JSON_DEPTH, json_depth
 from flask_streaming.uploads.sessions import new_session_id
 
@@ -189,3 +191,16 @@ def test_json_depth_skips_escaped_quotes(tmp_path: Path) -> None:
     name = 'say "' + "[" * (MAX_JSON_DEPTH + 4)
     rv = make(tmp_path).test_client().post("/streaming/uploads", json={"filename": name})
     assert rv.status_code == 201, rv.get_json()
+
+
+def test_an_unpadded_base64_digest_of_hex_letters_is_base64() -> None:
+    """``len(encoded) == 2 * size and all(hex)`` made ``or`` in
+    ``parse_checksum``: an unpadded base64 digest that happens to use only
+    hex letters was read as hex (odd length: ``bad_checksum``), not as the
+    base64 it is."""
+    encoded = "a" * 42 + "c"  # 43 base64 digits, all of them hex letters
+    raw = base64.b64decode(encoded + "=")
+    assert base64.b64encode(raw).decode() == encoded + "="
+    assert set(encoded) <= set("0123456789abcdefABCDEF") and len(encoded) == 43
+    assert parse_checksum(f"sha256={encoded}") == ("sha256", raw)
+    assert parse_checksum("sha256=" + raw.hex()) == ("sha256", raw)  # hex: 64 digits
