@@ -259,6 +259,12 @@ EQUIVALENTS = (
         " bytes from position done copies the same size - done bytes to its end",
         at="- done",
     ),
+    Equivalent(
+        "flask_streaming/uploads/bodies.py",
+        "core/ReplaceComparisonOperator_IsNot_Gt",
+        "or body.failed is not False",
+        "gunicorn's Body.failed is a bool (False, set to True): 'is not False' and '> False' agree",
+    ),
 )
 
 

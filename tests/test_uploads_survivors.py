@@ -204,3 +204,15 @@ def test_an_unpadded_base64_digest_of_hex_letters_is_base64() -> None:
     assert set(encoded) <= set("0123456789abcdefABCDEF") and len(encoded) == 43
     assert parse_checksum(f"sha256={encoded}") == ("sha256", raw)
     assert parse_checksum("sha256=" + raw.hex()) == ("sha256", raw)  # hex: 64 digits
+
+
+def test_store_folders_are_the_owners_alone(tmp_path: Path) -> None:
+    """``DIR_MODE = 0o700`` made ``449`` (``0o701``) in ``private_files``:
+    other local users could pass through the upload store's folders (its
+    session ids are an upload's only credential without a hook)."""
+    app = make(tmp_path)
+    client = app.test_client()
+    sid = client.post("/streaming/uploads").get_json()["streamId"]
+    store = Path(get_upload_service(app).storage.folder)
+    for folder in (store, store / sid):
+        assert folder.stat().st_mode & 0o777 == 0o700, (folder, oct(folder.stat().st_mode))
