@@ -265,6 +265,20 @@ EQUIVALENTS = (
         "or body.failed is not False",
         "gunicorn's Body.failed is a bool (False, set to True): 'is not False' and '> False' agree",
     ),
+    Equivalent(
+        "flask_streaming/uploads/bodies.py",
+        "core/ReplaceComparisonOperator_LtE_Lt",
+        "if want <= 0:",
+        "SocketBody.readinto's one caller (_receive) never asks once the body or the"
+        " buffer is exhausted, so want is never 0",
+    ),
+    Equivalent(
+        "flask_streaming/uploads/locks.py",
+        "core/ReplaceBinaryOperator_Mul_Div",
+        "delay = min(delay * 2, 0.02)",
+        "the back-off between tries of a busy lock (doubling made halving): it still"
+        " tries until the deadline; only how often it polls differs",
+    ),
 )
 
 

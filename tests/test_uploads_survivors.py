@@ -17,6 +17,7 @@ import pytest
 from flask import Flask
 
 from flask_streaming import Streaming, get_upload_service
+from flask_streaming.errors import BadRequest
 from flask_streaming.uploads.bodies import parse_checksum
 from flask_streaming.uploads.json_body import MAX_JSON_DEPTH, json_depth
 from flask_streaming.uploads.sessions import new_session_id
@@ -216,3 +217,17 @@ def test_store_folders_are_the_owners_alone(tmp_path: Path) -> None:
     store = Path(get_upload_service(app).storage.folder)
     for folder in (store, store / sid):
         assert folder.stat().st_mode & 0o777 == 0o700, (folder, oct(folder.stat().st_mode))
+
+
+def test_completing_with_a_count_past_max_segments_is_400(tmp_path: Path) -> None:
+    """``count < 0 or count > max_segments`` made ``and`` in
+    ``native.complete``: a count past the limit (or below 0) went on to
+    list the segments "missing" up to it (a 409 as long as the count)."""
+    app = make(tmp_path, max_segments=4)
+    client = app.test_client()
+    sid = client.post("/streaming/uploads").get_json()["streamId"]
+    service = get_upload_service(app)
+    for count in (5, 10**6, -1):
+        with app.test_request_context(), pytest.raises(BadRequest) as info:
+            service.complete(sid, count)
+        assert info.value.code == "bad_segment", count
