@@ -108,7 +108,7 @@ def test_a_segment_number_out_of_range_names_the_range(tmp_path: Path) -> None:
 
 def test_an_acknowledgement_does_not_follow_a_planted_log_link(tmp_path: Path) -> None:
     """``if exc.errno != errno.ELOOP: raise`` made ``if not ...`` in
-    ``FileStorage.acknowledge``: a symbolic link planted as a session's
+    ``FileStorage.acknowledge`` (and ``acknowledged``): a symbolic link planted as a session's
     ``acks.log`` made the acknowledgement raise (the post-commit signal's
     request failed) instead of being logged and ignored; other errors were
     swallowed."""
@@ -123,6 +123,8 @@ def test_an_acknowledgement_does_not_follow_a_planted_log_link(tmp_path: Path) -
     (folder / "acks.log").symlink_to(victim)
     storage.acknowledge(sid, "0123456789abcdef")  # logged, not followed, not raised
     assert victim.read_bytes() == b""
+    victim.write_bytes(b"fedcba9876543210\n")
+    assert storage.acknowledged(sid) == (set(), 0)  # reading does not follow it either
     (folder / "acks.log").unlink()
     (folder / "acks.log").mkdir()  # another error (EISDIR) is raised
     with pytest.raises(IsADirectoryError):
@@ -231,3 +233,13 @@ def test_completing_with_a_count_past_max_segments_is_400(tmp_path: Path) -> Non
         with app.test_request_context(), pytest.raises(BadRequest) as info:
             service.complete(sid, count)
         assert info.value.code == "bad_segment", count
+
+
+def test_file_names_and_types_of_1024_characters_are_taken(tmp_path: Path) -> None:
+    """``len(text) > 1024`` made ``> 1023`` in ``UploadService.create``: a
+    file name or content type of exactly 1024 characters was refused."""
+    client = make(tmp_path).test_client()
+    for key in ("filename", "contentType"):
+        for size, status in ((1024, 201), (1025, 400)):
+            rv = client.post("/streaming/uploads", json={key: "n" * size})
+            assert rv.status_code == status, (key, size, rv.get_json())
