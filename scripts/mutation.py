@@ -75,16 +75,18 @@ SLICES = {
             "sse",
             ("flask_streaming/sse.py",),
             # Fast, pointed tests first: a killed mutant stops at its first failure.
-            ("tests/test_sse_encoder.py", "tests/test_responses.py",
-             "tests/test_sse_wire.py", "tests/test_sse_conformance.py"),
-            note="the SSE encoder, retry/jitter, sse_response",
+            ("tests/test_sse_survivors.py", "tests/test_responses.py",
+             "tests/test_sse_wire.py", "tests/test_sse_wire_live.py"),
+            note="the Flask side of SSE: sse_response, produce, EventWriter, last_event_id",
         ),
         Slice(
-            "sse-parser",
-            ("flask_streaming/sse_parser.py",),
-            ("tests/test_sse_encoder.py", "tests/test_sse_wire.py",
+            "sse-wire",
+            ("flask_streaming/sse_wire.py",),
+            ("tests/test_sse_encoder.py", "tests/test_sse_parser_model.py",
+             "tests/test_sse_survivors.py", "tests/test_sse_wire.py",
              "tests/test_sse_conformance.py"),
-            note="the Python event-stream parser (the JS client's parser: not covered)",
+            note="the event-stream wire format: encoder, parser, retry lines"
+            " (the JS client's parser: not covered)",
         ),
         Slice(
             "transport",
@@ -151,7 +153,7 @@ EQUIVALENTS = (
         "type(item) == str and type(item) is str agree for every item",
     ),
     Equivalent(
-        "flask_streaming/sse.py",
+        "flask_streaming/sse_wire.py",
         "core/NumberReplacer",
         "return join(encoder(obj, 0))",
         "the C encoder was made with indent=None, so the indent level is never used",
