@@ -1,7 +1,6 @@
 """A second, fresh-eyed probe of issue 18's hardening (security-review), each
 finding against a real gunicorn with the gevent worker on loopback serving
-tests/apps/security_app.py. The probes that held are listed in
-/work/notes/security-review.md; the ones here broke before their fix."""
+tests/apps/security_app.py: each of these broke before its fix."""
 
 from __future__ import annotations
 
