@@ -182,7 +182,11 @@ class ResumeModel(RuleBasedStateMachine):
         """Every example starts past a channel's stream bound and resumes
         from its oldest id: the gap, the trimming and the reset are
         exercised in each run, not only when the random rules line up (with
-        the few examples a real Redis allows, they rarely did)."""
+        the few examples a real Redis allows, they rarely did). Not over
+        HTTP: there every example shares the app's Redis keys, so an
+        example must not assume a fresh counter."""
+        if self.kind == "live":
+            return
         for _ in range(stream_bound(HISTORY) + 1):
             self.publish(CHANNELS[0])
         self.subscribe([CHANNELS[0]], "oldest", 0)
