@@ -159,6 +159,30 @@ EQUIVALENTS = (
         "the C encoder was made with indent=None, so the indent level is never used",
     ),
     Equivalent(
+        "flask_streaming/sse_wire.py",
+        "core/ReplaceComparisonOperator_Eq_GtE",
+        'if m.group() == b"\\r" and m.end() == len(buf):',
+        "a match never ends past the buffer: m.end() >= len(buf) only when equal",
+        at="== len(buf)",
+    ),
+    *(
+        Equivalent(
+            "flask_streaming/sse_wire.py",
+            f"core/ReplaceComparisonOperator_Lt_{op}",
+            "if len(head) < len(BOM) and BOM.startswith(head):",
+            "a head as long as the BOM that BOM.startswith accepts is the BOM itself: held"
+            " one chunk longer, it is stripped from the same bytes; a longer head is no"
+            " prefix of the BOM, so '<', '<=' and 'is not' agree",
+        )
+        for op in ("LtE", "IsNot")
+    ),
+    Equivalent(
+        "flask_streaming/sse_wire.py",
+        "core/ReplaceComparisonOperator_Eq_LtE",
+        'if line == "":',
+        "no string is less than the empty string: line <= '' only when line == ''",
+    ),
+    Equivalent(
         "flask_streaming/sse.py",
         "core/ReplaceBinaryOperator_Mul_Div",
         "*,",

@@ -79,3 +79,24 @@ def test_sse_response_ends_with_a_jittered_retry_at_shutdown(
     Streaming(app)
     got = _retry_after_the_event(app)
     assert got is not None and low <= got < low + sse_wire.SHUTDOWN_RETRY_SPREAD
+
+
+# --- survivors of the sse-wire slice --------------------------------------
+
+
+def test_a_server_sent_events_repr_names_the_fields_that_are_set() -> None:
+    assert repr(ServerSentEvent("x", event="e")) == "ServerSentEvent(data='x', event='e')"
+    assert repr(ServerSentEvent(comment="hi")) == "ServerSentEvent(comment='hi')"
+
+
+@pytest.mark.parametrize(
+    ("item", "wire"),
+    [
+        ({}, b"data: {}\n\n"),  # an empty dict is data, not an event without fields
+        (["data"], b'data: ["data"]\n\n'),  # a list naming a field is data too
+        ({"user": 1}, b'data: {"user":1}\n\n'),  # other keys: data
+        ({"data": "x", "id": "7"}, b"id: 7\ndata: x\n\n"),  # only event fields: the fields
+    ],
+)
+def test_only_a_non_empty_mapping_of_event_fields_gives_fields(item: object, wire: bytes) -> None:
+    assert sse_wire.to_event(item).encode() == wire
