@@ -30,6 +30,8 @@ from flask_streaming.sse_wire import EventParser
 from flask_streaming.state import get_state
 from flask_streaming.testing import GunicornServer, iter_sse, parse_events
 
+from .tls import self_signed_certificate
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 EXAMPLES = DOCS / "examples"
@@ -398,12 +400,7 @@ def test_nginx_conf_passes_nginx_t(tmp_path: Path) -> None:
     assert NGINX is not None, NGINX_INSTALL
     openssl = shutil.which("openssl")
     assert openssl is not None, "openssl is not installed (scripts/test installs it)"
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=example.org", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    cert, key = self_signed_certificate(openssl, tmp_path, "example.org")
     text = (EXAMPLES / "nginx.conf").read_text()
     site = text.replace("/etc/ssl/example.org.crt", str(cert))
     site = site.replace("/etc/ssl/example.org.key", str(key))

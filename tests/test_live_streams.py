@@ -12,7 +12,6 @@ import json
 import selectors
 import shutil
 import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,6 +26,8 @@ from flask_streaming.sse_wire import EventParser
 from flask_streaming.testing import GunicornServer
 from tests.apps.live_app import DOWNLOAD_NAME, DOWNLOAD_SIZE, chunk, download_bytes
 from tests.conftest import ROOT
+
+from .tls import self_signed_certificate
 
 pytestmark = pytest.mark.live
 
@@ -459,12 +460,7 @@ def test_download_over_tls_is_not_sent_around_tls(
     openssl = shutil.which("openssl")
     if openssl is None:
         pytest.skip("openssl is not installed: cannot make a test certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    cert, key = self_signed_certificate(openssl, tmp_path, "127.0.0.1")
     server = live_server(
         APP,
         args=["--certfile", str(cert), "--keyfile", str(key)],

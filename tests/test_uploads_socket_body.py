@@ -17,7 +17,6 @@ import random
 import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +28,8 @@ import pytest
 
 from flask_streaming.testing import GunicornServer
 from flask_streaming.uploads.bodies import SOCKET_BUFFER
+
+from .tls import self_signed_certificate
 
 pytestmark = pytest.mark.live
 
@@ -390,12 +391,7 @@ def test_a_replaced_wsgi_input_is_used(server: GunicornServer) -> None:
 def test_tls_uses_wsgi_input(live_server: Callable[..., GunicornServer], tmp_path: Path) -> None:
     openssl = shutil.which("openssl")
     assert openssl is not None, "openssl is needed for a test certificate"
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    cert, key = self_signed_certificate(openssl, tmp_path, "127.0.0.1")
     server = live_server(APP, args=["--certfile", str(cert), "--keyfile", str(key)])
     parts = [data(60, SOCKET_BUFFER + 1), data(61, 9000)]
     w = Wire(server.port, tls=True)
