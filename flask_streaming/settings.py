@@ -468,7 +468,8 @@ class Settings:
     #: Seconds a request body may stall (no byte arriving) before the
     #: request fails with 408 ``body_timeout`` and the connection is closed
     #: (``0``: wait forever). Applies to every route of the blueprint under
-    #: gunicorn.
+    #: gunicorn; an upload body spliced to disk notices the stall between
+    #: one and two timeouts after its last byte.
     body_timeout: float = _key(30.0, _seconds(0.0, zero="no limit"))
     #: Seconds a request waits for a busy upload session before 503.
     upload_lock_timeout: float = _key(30.0, _seconds(0.0))

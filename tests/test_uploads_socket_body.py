@@ -177,7 +177,12 @@ def test_native_segments_byte_identical(server: GunicornServer) -> None:
         w.close()
     assert final["done"] is True and final["size"] == sum(SIZES)
     assert final["sha256"] == sha(b"".join(parts))
-    assert body_paths(server.port) == {"socket": len(parts) + 1, "stream": 0}
+    # all but the two with a checksum (hashed on the way) are spliced
+    assert body_paths(server.port) == {
+        "socket": len(parts) + 1,
+        "stream": 0,
+        "spliced": len(parts) - 1,
+    }
 
 
 def test_tus_patches_byte_identical(server: GunicornServer) -> None:
@@ -200,7 +205,7 @@ def test_tus_patches_byte_identical(server: GunicornServer) -> None:
         w.close()
     info = upload_info(server.port, path.rsplit("/", 1)[1])
     assert info["data_sha256"] == sha(b"".join(parts))
-    assert body_paths(server.port) == {"socket": len(parts), "stream": 0}
+    assert body_paths(server.port) == {"socket": len(parts), "stream": 0, "spliced": len(parts) - 1}
 
 
 def test_pipelined_requests_stay_intact(server: GunicornServer) -> None:
@@ -230,7 +235,11 @@ def test_pipelined_requests_stay_intact(server: GunicornServer) -> None:
         answers[len(native) : -1], [*offsets[1:], sum(sizes)], strict=True
     ):
         assert status == 204 and int(headers["upload-offset"]) == end, headers
-    assert json.loads(answers[-1][2]) == {"socket": 2 * len(parts), "stream": 0}
+    assert json.loads(answers[-1][2]) == {
+        "socket": 2 * len(parts),
+        "stream": 0,
+        "spliced": 2 * len(parts),
+    }
     assert upload_info(server.port, path.rsplit("/", 1)[1])["data_sha256"] == sha(b"".join(parts))
 
 
@@ -306,24 +315,34 @@ def test_content_length_over_the_limit_is_413(server: GunicornServer) -> None:
     assert status == 200 and st["received"] == 0, st
 
 
+@pytest.mark.parametrize("checked", [False, True], ids=["spliced", "copied"])
 @pytest.mark.parametrize(
     ("code", "status", "error"), [(28, 507, "insufficient_storage"), (5, 500, "storage_error")]
 )
 def test_a_failed_write_is_json_and_the_upload_resumes(
-    server: GunicornServer, code: int, status: int, error: str
+    server: GunicornServer, code: int, status: int, error: str, checked: bool
 ) -> None:
-    """The disk write that fails runs in gevent's thread pool while the
-    next buffer arrives: same JSON error, nothing half-recorded."""
+    """The second disk write fails: a splice from the pipe, or (a checksum
+    asked, so the bytes pass through the process) a write in gevent's
+    thread pool while the next buffer arrives. Same JSON error, nothing
+    half-recorded, and the upload resumes from what was written."""
     whole = data(80, 2 * SOCKET_BUFFER + 5)
+    native, tus = {}, {}
+    if checked:
+        digest = base64.b64encode(hashlib.sha256(whole).digest()).decode()
+        native, tus = (
+            {"X-Stream-Checksum": f"sha256={digest}"},
+            {"Upload-Checksum": f"sha256 {digest}"},
+        )
+    arm = json.dumps({"errno": code, "after": 1}).encode()
     w = Wire(server.port)
     try:
         sid = w.json(request("GET", NATIVE))[1]["streamId"]
-        arm = json.dumps({"errno": code, "after": 1}).encode()
         assert (
             w.json(request("POST", "/fail-writes", {"Content-Type": "application/json"}, arm))[0]
             == 200
         )
-        status_, body = w.json(segment(sid, 0, whole))
+        status_, body = w.json(segment(sid, 0, whole, **native))
         assert status_ == status and body["error"] == error, body
     finally:
         w.close()
@@ -331,20 +350,23 @@ def test_a_failed_write_is_json_and_the_upload_resumes(
     try:
         status_, st = w.json(request("GET", f"{NATIVE}/{sid}"))
         assert status_ == 200 and st["received"] == 0, st
-        status_, final = w.json(segment(sid, 0, whole, done=True))
+        status_, final = w.json(segment(sid, 0, whole, done=True, **native))
         assert status_ == 200 and final["sha256"] == sha(whole), final
         path = tus_create(w, len(whole))
         assert (
             w.json(request("POST", "/fail-writes", {"Content-Type": "application/json"}, arm))[0]
             == 200
         )
-        w.send(patch(path, 0, whole))
+        w.send(patch(path, 0, whole, **tus))
         status_, _, raw = w.response()
         assert status_ == status and json.loads(raw)["error"] == error, raw
     finally:
         w.close()
     offset = tus_offset(server.port, path)
-    assert offset in (0, SOCKET_BUFFER), offset  # only whole buffers written before the failure
+    if checked:  # a checksummed PATCH is all or nothing (tus checksum extension)
+        assert offset == 0, offset
+    else:  # what the first splice moved stays; the failed one's bytes do not count
+        assert 0 < offset < len(whole), offset
     w = Wire(server.port)
     try:
         w.send(patch(path, offset, whole[offset:]))
@@ -353,6 +375,8 @@ def test_a_failed_write_is_json_and_the_upload_resumes(
     finally:
         w.close()
     assert upload_info(server.port, path.rsplit("/", 1)[1])["data_sha256"] == sha(whole)
+    spliced = body_paths(server.port)["spliced"]
+    assert spliced == (1 if checked else 4), spliced  # the resuming PATCH has no checksum
 
 
 def test_chunked_bodies_use_wsgi_input(server: GunicornServer) -> None:
@@ -370,7 +394,7 @@ def test_chunked_bodies_use_wsgi_input(server: GunicornServer) -> None:
     finally:
         w.close()
     assert body["sha256"] == sha(b"".join(parts))
-    assert body_paths(server.port) == {"socket": 0, "stream": 2}
+    assert body_paths(server.port) == {"socket": 0, "stream": 2, "spliced": 0}
 
 
 def test_a_replaced_wsgi_input_is_used(server: GunicornServer) -> None:
@@ -385,7 +409,7 @@ def test_a_replaced_wsgi_input_is_used(server: GunicornServer) -> None:
     finally:
         w.close()
     assert body["sha256"] == sha(b"".join(parts))
-    assert body_paths(server.port) == {"socket": 0, "stream": 2}
+    assert body_paths(server.port) == {"socket": 0, "stream": 2, "spliced": 0}
 
 
 def test_tls_uses_wsgi_input(live_server: Callable[..., GunicornServer], tmp_path: Path) -> None:
@@ -403,7 +427,7 @@ def test_tls_uses_wsgi_input(live_server: Callable[..., GunicornServer], tmp_pat
     finally:
         w.close()
     assert body["sha256"] == sha(b"".join(parts))
-    assert body_paths(server.port, tls=True) == {"socket": 0, "stream": 2}
+    assert body_paths(server.port, tls=True) == {"socket": 0, "stream": 2, "spliced": 0}
 
 
 def test_a_stalled_body_is_408_and_keeps_what_arrived(
@@ -422,4 +446,105 @@ def test_a_stalled_body_is_408_and_keeps_what_arrived(
         w.close()
     assert status == 408 and json.loads(body)["error"] == "body_timeout", body
     assert tus_offset(server.port, path) == sent
-    assert body_paths(server.port) == {"socket": 1, "stream": 0}
+    assert body_paths(server.port) == {"socket": 1, "stream": 0, "spliced": 1}
+
+
+def test_a_slow_body_is_not_a_stalled_one(live_server: Callable[..., GunicornServer]) -> None:
+    """A spliced body wakes the server only once a large block is queued
+    (``SO_RCVLOWAT``); a client sending a trickle, each piece well within
+    ``STREAMING_BODY_TIMEOUT`` but the whole far past it, still succeeds."""
+    config = {**CONFIG, "STREAMING_BODY_TIMEOUT": 1}
+    server = live_server(APP, workers=1, env={"TUS_APP_CONFIG": json.dumps(config)})
+    whole = data(90, 25 * 8000)
+    w = Wire(server.port)
+    try:
+        path = tus_create(w, len(whole))
+        raw = patch(path, 0, whole)
+        head = raw[: -len(whole)]
+        w.send(head)
+        for start in range(0, len(whole), 8000):  # 25 pieces, 0.1 s apart: 2.5 s
+            time.sleep(0.1)
+            w.send(whole[start : start + 8000])
+        status, headers, body = w.response()
+    finally:
+        w.close()
+    assert status == 204 and int(headers["upload-offset"]) == len(whole), body
+    assert body_paths(server.port) == {"socket": 1, "stream": 0, "spliced": 1}
+
+
+def test_the_connection_serves_a_later_request_after_a_spliced_body(
+    server: GunicornServer,
+) -> None:
+    """The wake-up threshold set for a spliced body is undone: the next
+    request on the keep-alive connection, sent a moment later and far
+    smaller than the threshold, is answered."""
+    w = Wire(server.port)
+    try:
+        path = tus_create(w, 2 * MiB)
+        raw = patch(path, 0, data(91, 2 * MiB))
+        w.send(raw[:-MiB])
+        time.sleep(0.3)  # the server waits for the last MiB with a 1 MiB threshold
+        w.send(raw[-MiB:])
+        status, headers, _ = w.response()
+        assert status == 204 and headers["upload-offset"] == str(2 * MiB), headers
+        time.sleep(0.3)  # the next request is not already queued
+        status, paths = w.json(request("GET", "/body-paths"))
+    finally:
+        w.close()
+    assert status == 200 and paths["spliced"] == 1, paths
+
+
+@pytest.mark.parametrize("refused", ["socket", "file"])
+def test_a_refused_splice_falls_back_to_copying(server: GunicornServer, refused: str) -> None:
+    """A socket or a file system that cannot splice (``EINVAL``): the body
+    is copied through the process instead, byte for byte, on both protocols."""
+    parts = [data(95, SOCKET_BUFFER + 7), data(96, 3000)]
+    whole = data(97, 2 * MiB + 1)
+    w = Wire(server.port)
+    try:
+        arm = json.dumps({"refused": [refused]}).encode()
+        assert (
+            w.json(request("POST", "/refuse-splice", {"Content-Type": "application/json"}, arm))[0]
+            == 200
+        )
+        sid = w.json(request("GET", NATIVE))[1]["streamId"]
+        for i, part in enumerate(parts):
+            status, body = w.json(segment(sid, i, part, done=i == 1))
+            assert status == 200, body
+        path = tus_create(w, len(whole))
+        w.send(patch(path, 0, whole))
+        status, headers, _ = w.response()
+        assert status == 204 and int(headers["upload-offset"]) == len(whole), headers
+    finally:
+        w.close()
+    assert body["sha256"] == sha(b"".join(parts))
+    assert upload_info(server.port, path.rsplit("/", 1)[1])["data_sha256"] == sha(whole)
+
+
+@pytest.mark.parametrize("worker", ["sync", "gthread"])
+def test_other_gunicorn_workers_splice(
+    live_server: Callable[..., GunicornServer], worker: str
+) -> None:
+    """Without gevent the socket blocks: the spliced body waits in the
+    kernel and arrives intact."""
+    server = live_server(
+        APP, workers=1, args=["-k", worker], env={"TUS_APP_CONFIG": json.dumps(CONFIG)}
+    )
+    whole = data(98, 2 * MiB + 3)
+    w = Wire(server.port)  # one connection per request: sync workers close each
+    try:
+        path = tus_create(w, len(whole))
+    finally:
+        w.close()
+    w = Wire(server.port)
+    try:
+        raw = patch(path, 0, whole)
+        w.send(raw[:-MiB])
+        time.sleep(0.3)  # the worker waits for the rest
+        w.send(raw[-MiB:])
+        status, headers, _ = w.response()
+    finally:
+        w.close()
+    assert status == 204 and int(headers["upload-offset"]) == len(whole), headers
+    assert upload_info(server.port, path.rsplit("/", 1)[1])["data_sha256"] == sha(whole)
+    assert body_paths(server.port) == {"socket": 1, "stream": 0, "spliced": 1}

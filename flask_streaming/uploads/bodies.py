@@ -12,9 +12,13 @@ import base64
 import binascii
 import contextlib
 import errno
+import fcntl
 import hashlib
 import io
+import os
+import socket
 import sys
+import time
 from collections.abc import Iterator
 from typing import IO, Any, cast
 
@@ -30,7 +34,7 @@ from ..errors import (
 )
 from ..transport import gevent_active
 from .segments import BLOCK_SIZE
-from .storage import Staging
+from .storage import PipeWritable, Staging
 
 #: Checksum algorithms a client may name (``<algorithm>=<base64 digest>``).
 CHECKSUM_ALGORITHMS = ("sha256", "sha1", "md5")
@@ -80,6 +84,26 @@ def storage_error(exc: OSError) -> StreamingError:
 #: Bytes received per disk write on the socket path (:class:`SocketBody`).
 SOCKET_BUFFER = 1024 * 1024
 
+#: ``splice(2)`` flags: move pages rather than copy them where the kernel
+#: can, and never block on the pipe (an empty pipe always has room).
+#: Bytes queued on the socket before a waiting splice wakes up (fewer,
+#: larger moves: the wake-up is most of what a splice costs). Bytes queued
+#: below it still count against ``STREAMING_BODY_TIMEOUT``: a body is
+#: given up once nothing arrived for the timeout (noticed between one and
+#: two timeouts after the last byte).
+SPLICE_LOWAT = SOCKET_BUFFER
+_SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
+
+
+#: What ``splice(2)`` answers for a socket it cannot read from.
+_NO_SPLICE_ERRNOS = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
+
+
+class SpliceUnsupported(OSError):
+    """The socket cannot be spliced from (the failing call moved nothing;
+    earlier ones are written): copy the rest of the body through the
+    process instead."""
+
 
 @contextlib.contextmanager
 def _body_errors() -> Iterator[None]:
@@ -92,7 +116,7 @@ def _body_errors() -> Iterator[None]:
         raise
     except TimeoutError as exc:
         raise RequestTimeout("the request body stalled; the connection is closed") from exc
-    except (HTTPException, StreamingError):
+    except (HTTPException, StreamingError, SpliceUnsupported):
         raise
     except Exception as exc:  # the server's parser: bad chunk framing and the like
         raise BadRequest("the request body is malformed", code="bad_body") from exc
@@ -145,6 +169,19 @@ class SocketBody(io.RawIOBase):
         self._reader.length -= len(self._ahead)  # taken from the connection
         #: Body bytes not yet returned.
         self.remaining = content_length
+        self._lowat = 1
+
+    def _wake_at(self, lowat: int) -> None:
+        """Wake a waiting :meth:`splice_into` only once *lowat* bytes are
+        queued (``SO_RCVLOWAT``; Linux grows the receive buffer to match)."""
+        if lowat != self._lowat:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, lowat)
+            self._lowat = lowat
+
+    def end_splice(self) -> None:
+        """Undo what :meth:`splice_into` set on the socket (its wake-up
+        threshold), for the connection's next request."""
+        self._wake_at(1)
 
     @classmethod
     def of(cls, environ: dict[str, Any], content_length: int | None) -> SocketBody | None:
@@ -202,6 +239,65 @@ class SocketBody(io.RawIOBase):
         self.remaining -= n
         return n
 
+    def take_ahead(self) -> memoryview:
+        """The body bytes gunicorn read ahead with the headers (counted as
+        returned): the caller stores them before :meth:`splice_into`."""
+        ahead, self._ahead = self._ahead[: self.remaining], memoryview(b"")
+        self.remaining -= len(ahead)
+        return ahead
+
+    def splice_into(self, pipe: int, count: int) -> int:
+        """Move up to *count* body bytes from the socket into the empty pipe
+        *pipe* (its write end) with ``splice(2)``, never through this
+        process's memory; waits for the client like :meth:`readinto`
+        (cooperatively under gevent, up to the socket's timeout). Returns
+        the bytes moved, 0 when the client closed the connection. Call
+        :meth:`take_ahead` first.
+
+        :raises TimeoutError: the client sent nothing within the timeout.
+        :raises OSError: the connection failed.
+        """
+        assert not self._ahead, "take_ahead() first"
+        want = min(count, self.remaining)
+        if want <= 0:
+            return 0
+        fd = self._sock.fileno()
+        timeout = self._sock.gettimeout()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    n = os.splice(fd, pipe, want, flags=_SPLICE_FLAGS)
+                    break
+                except BlockingIOError:
+                    if not gevent_active():  # a socket with a timeout: recv_into waits
+                        raise SpliceUnsupported(errno.EAGAIN, "no gevent to wait with") from None
+                except OSError as exc:
+                    if exc.errno in _NO_SPLICE_ERRNOS:  # nothing moved: copy instead
+                        raise SpliceUnsupported(exc.errno, exc.strerror) from exc
+                    raise
+                self._wake_at(min(want, SPLICE_LOWAT))
+                wait = None if deadline is None else deadline - time.monotonic()
+                if wait is not None and wait <= 0:
+                    raise TimeoutError("timed out")
+                # Bytes queued below the threshold are progress too: after
+                # the timeout, splice once more before giving up.
+                from gevent.socket import wait_read
+
+                with contextlib.suppress(TimeoutError):
+                    wait_read(fd, timeout=wait, timeout_exc=TimeoutError("timed out"))
+        except SpliceUnsupported:
+            raise
+        except BaseException:
+            self._body.failed = True
+            raise
+        if n == 0:
+            self._body.failed = True
+            return 0
+        self._reader.length -= n
+        self.remaining -= n
+        return n
+
 
 def request_body(
     environ: dict[str, Any], stream: IO[bytes], content_length: int | None
@@ -251,10 +347,7 @@ def read_body(
             )
         if hasher is not None:
             hasher.update(block)
-        try:
-            staging.write(block)
-        except OSError as exc:
-            raise storage_error(exc) from exc
+        _write(staging, block)
         if remaining is not None:
             remaining -= len(block)
     if remaining:
@@ -267,6 +360,15 @@ def _receive(body: SocketBody, staging: Staging, limit: int, hasher: Any) -> Non
     buffer's disk write runs in gevent's thread pool while the next buffer
     is received (two buffers, one write in flight: receiving and writing
     overlap); elsewhere the write is inline."""
+    if (
+        hasher is None
+        and _SPLICE is not None
+        and isinstance(staging, PipeWritable)
+        and staging.size + body.remaining <= limit
+    ):
+        with contextlib.suppress(SpliceUnsupported):  # then copy the rest
+            _splice(body, staging)
+            return
     pool = _thread_pool()
     size = min(SOCKET_BUFFER, body.remaining)
     buffers = [memoryview(bytearray(size)), memoryview(bytearray(size))]
@@ -297,10 +399,7 @@ def _receive(body: SocketBody, staging: Staging, limit: int, hasher: Any) -> Non
                 if hasher is not None:
                     hasher.update(block)
                 if pool is None:
-                    try:
-                        staging.write(block)
-                    except OSError as exc:
-                        raise storage_error(exc) from exc
+                    _write(staging, block)
                 else:
                     pending = pool.spawn(staging.write, block)
                     buffers.reverse()  # receive into the other one meanwhile
@@ -311,6 +410,57 @@ def _receive(body: SocketBody, staging: Staging, limit: int, hasher: Any) -> Non
     finally:
         if pending is not None:
             _finish_write(pending)
+
+
+#: ``os.splice`` where the platform has it (Linux, Python 3.10+).
+_SPLICE = getattr(os, "splice", None)
+
+
+def _splice(body: SocketBody, staging: PipeWritable) -> None:
+    """:func:`_receive` without copying through this process: the socket's
+    bytes go to a pipe and from it to the file (``splice(2)`` twice: the
+    kernel copies each byte once, into the page cache). The pipe is this
+    request's, :data:`SOCKET_BUFFER` large where the system allows."""
+    try:
+        read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    except OSError as exc:  # no descriptor left for a pipe: copy instead
+        raise SpliceUnsupported(exc.errno, exc.strerror) from exc
+    try:
+        ahead = body.take_ahead()
+        if ahead:
+            _write(staging, ahead)
+        capacity = _grow_pipe(write_end)
+        while body.remaining:
+            with _body_errors():
+                n = body.splice_into(write_end, capacity)
+            if not n:
+                return  # the client closed the connection: read_body says so
+            try:
+                staging.write_from_pipe(read_end, n)
+            except OSError as exc:
+                raise storage_error(exc) from exc
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+        with contextlib.suppress(OSError):
+            body.end_splice()
+
+
+def _write(staging: Staging | PipeWritable, block: bytes | bytearray | memoryview) -> None:
+    """``staging.write(block)``; a failed write raises the client-facing error."""
+    try:
+        staging.write(block)
+    except OSError as exc:
+        raise storage_error(exc) from exc
+
+
+def _grow_pipe(fd: int) -> int:
+    """Make the pipe *fd* hold :data:`SOCKET_BUFFER` bytes where allowed
+    (``pipe-max-size``, the user's pipe pages); returns its capacity."""
+    try:
+        return fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, SOCKET_BUFFER)
+    except OSError:
+        return fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
 
 
 def _thread_pool() -> Any:

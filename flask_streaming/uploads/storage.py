@@ -41,7 +41,7 @@ import re
 import secrets
 import shutil
 from collections.abc import Iterable
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, runtime_checkable
 
 from .locks import FileLock, Lock
 from .private_files import (
@@ -80,6 +80,18 @@ class Staging(Protocol):
 
     def release(self) -> None:
         """Let go: remove bytes not placed, drop the append lock."""
+
+
+@runtime_checkable
+class PipeWritable(Protocol):
+    """A :class:`Staging` that takes bytes straight from a pipe (a file
+    store: ``splice(2)``), so a body never passes through the process."""
+
+    size: int
+
+    def write(self, block: bytes | bytearray | memoryview) -> None: ...
+
+    def write_from_pipe(self, pipe: int, count: int) -> None: ...
 
 
 class SessionRecords(Protocol):
@@ -252,6 +264,33 @@ class FileStaging:
             n = os.write(self._fd, view)
             view = view[n:]
         self.size += len(block)
+
+    def write_from_pipe(self, pipe: int, count: int) -> None:
+        """Move exactly *count* bytes waiting in the pipe *pipe* (a file
+        descriptor) into the file with ``splice(2)``: the kernel copies them
+        into the page cache, never through this process's memory (where the
+        file system cannot take a splice, they are read and written).
+
+        :raises OSError: the write failed (the bytes moved before count).
+        """
+        assert self._fd is not None, "staging closed"
+        left = count
+        while left:
+            try:
+                n = os.splice(pipe, self._fd, left)
+            except OSError as exc:
+                if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                    raise
+                # A file system that cannot be spliced to: through memory.
+                while left:
+                    block = os.read(pipe, min(left, BLOCK_SIZE))
+                    self.write(block)
+                    left -= len(block)
+                return
+            if not n:  # pragma: no cover (the pipe holds count bytes)
+                raise OSError(errno.EIO, "the pipe ran dry before its bytes were written")
+            left -= n
+            self.size += n
 
     def close(self) -> None:
         fd, self._fd = self._fd, None
