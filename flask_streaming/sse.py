@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -125,12 +126,7 @@ def event_body(
     settings = get_settings()
     if retry is None:
         retry = settings.retry
-    base_retry = retry or DEFAULT_RETRY
-    prelude = PRELUDE
-    if retry is not None:
-        # A retry field takes effect when its line is parsed: no blank line,
-        # it rides on the first event (no phantom event, see PING).
-        prelude += retry_line(retry)
+    prelude, on_shutdown = _stream_ends(retry)
     return ResponseBody(
         outbox,
         app=current_app._get_current_object(),  # type: ignore[attr-defined]
@@ -141,9 +137,29 @@ def event_body(
         producer=producer,
         on_close=on_close,
         channels=channels,
-        on_shutdown=lambda: jittered_retry(base_retry),
+        on_shutdown=on_shutdown,
         send_timeout=settings.send_timeout,
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _stream_ends(retry: int | None) -> tuple[bytes, Callable[[], bytes]]:
+    """An event stream's prelude (:data:`PRELUDE`, then a ``retry:`` line
+    when *retry* (ms) is set) and its shutdown hint (a jittered ``retry:``
+    line around *retry*, else :data:`DEFAULT_RETRY`), made once per *retry*
+    value and shared by every stream that uses it: an idle connection holds
+    no bytes or closure of its own for them."""
+    base_retry = retry or DEFAULT_RETRY
+    prelude = PRELUDE
+    if retry is not None:
+        # A retry field takes effect when its line is parsed: no blank line,
+        # it rides on the first event (no phantom event, see PING).
+        prelude += retry_line(retry)
+
+    def on_shutdown() -> bytes:
+        return jittered_retry(base_retry)
+
+    return prelude, on_shutdown
 
 
 def event_stream_response(
