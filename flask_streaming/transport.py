@@ -342,7 +342,7 @@ class Outbox:
         if self.finished or self.gone:
             return False
         direct = self.direct
-        if direct is not None and direct.write_through(data):
+        if direct is not None and not self._chunks and direct.write_through(data):
             return not self.gone
         if self._lock is not None:
             with self._lock:
@@ -502,7 +502,6 @@ class ResponseBody:
         "_raw",
         "_resp",
         "_watcher",
-        "_written",
         "app",
         "channels",
         "closed",
@@ -563,8 +562,6 @@ class ResponseBody:
         #: for yet, ``None``: they may not.
         self._resp: Any = False
         self._raw: Any = None
-        #: body bytes handed to the server or written straight to the socket
-        self._written = 0
 
     @property
     def reason(self) -> str | None:
@@ -605,7 +602,6 @@ class ResponseBody:
             if self.producer is not None:
                 self.producer.start(self)
             guarded = self._arm_send_timeout()
-            self._written = len(self.prelude)
             yield self.prelude
             interval, ping = self.flush_interval, self.ping
             monotonic = time.monotonic
@@ -632,9 +628,7 @@ class ResponseBody:
                     if wait <= 0:
                         if guarded and not self._has_room():
                             return
-                        data = outbox.drain()
-                        self._written += len(data)
-                        yield data
+                        yield outbox.drain()
                         continue
                     outbox.wait(wait)
                     continue
@@ -661,7 +655,6 @@ class ResponseBody:
                     continue
                 if guarded and not self._has_room():
                     return
-                self._written += len(self.ping_bytes)
                 yield self.ping_bytes
         finally:
             self.close()
@@ -669,38 +662,40 @@ class ResponseBody:
     def _arm_direct(self) -> bool:
         """Let puts write straight to the socket while the writer waits idle
         (:meth:`write_through`): under gunicorn's gevent worker, on a plain
-        (not TLS) socket, and only while the server has written exactly the
-        bytes this body yielded, so that no middleware between them
-        transforms or holds back bytes. ``False``: not now."""
+        (not TLS) HTTP/1 socket, when gunicorn's own loop iterates this body
+        (no middleware between them to see or change the bytes; when it
+        resumes the body, it has written all the body yielded), for a body
+        gunicorn neither cuts at a ``Content-Length`` nor drops (``HEAD``,
+        204, 304). Called from :meth:`_run` only. ``False``: not now."""
         resp = self._resp
         if resp is False:
-            resp = self._resp = self._find_response()
-        if (
-            resp is None
-            or resp.sent != self._written
-            or not resp.headers_sent
-            or self.outbox.size
-            or self.outbox.finished
-        ):
+            resp = self._resp = self._find_response(sys._getframe(2).f_code)
+        if resp is None:
             return False
         self.outbox.direct = self
         return True
 
-    def _find_response(self) -> Any:
+    def _find_response(self, server_loop: Any) -> Any:
         """gunicorn's response object of this request (through the
         environ's early-hints callback, which holds it), when this body may
-        write to the client's socket itself; else ``None``."""
+        write to the client's socket itself: *server_loop*, the code that
+        iterates the body, is gunicorn's request loop. Else ``None``."""
         sock = self.environ.get("gunicorn.socket")
         if sock is None or not self.green:
             return None
         from gevent.socket import socket as green_socket
         from gunicorn.http.wsgi import Response
+        from gunicorn.workers.base_async import AsyncWorker
 
+        if server_loop is not AsyncWorker.handle_request.__code__:
+            return None  # a middleware iterates the body
         if type(sock) is not green_socket:  # TLS (a subclass) or unknown
             return None
         for cell in getattr(self.environ.get("wsgi.early_hints"), "__closure__", None) or ():
             resp = cell.cell_contents
             if type(resp) is Response and resp.sock is sock:
+                if resp.response_length is not None or getattr(resp, "_omits_body", True):
+                    return None
                 self._raw = sock._sock
                 return resp
         return None
@@ -725,13 +720,13 @@ class ResponseBody:
         try:
             sent = self._raw.send(chunk)
         except BlockingIOError:
+            outbox.direct = None  # the writer sends it, and what follows
             return False
         except OSError:
             outbox.direct = None
             outbox.disconnect()
             return True
         resp.sent += len(data)
-        self._written += len(data)
         outbox.direct_at = time.monotonic()
         if sent < len(chunk):
             outbox.direct = None
