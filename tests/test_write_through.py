@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import contextlib
 import re
+import shutil
 import socket
+import ssl
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import gevent
 import gevent.socket
+import gevent.ssl
+import pytest
 from gunicorn.config import Config
 from gunicorn.glogging import Logger
 from gunicorn.http.parser import RequestParser
@@ -27,6 +32,7 @@ from gunicorn.http.wsgi import Response
 from gunicorn.workers.base_async import AsyncWorker
 
 from flask_streaming.transport import Outbox, ResponseBody
+from tests.tls import self_signed_certificate
 
 PRELUDE = b": hi\n"
 WAIT = 5.0
@@ -46,6 +52,7 @@ class Served:
         ping: float | None = None,
         status: str = "200 OK",
         headers: Iterable[tuple[str, str]] = (),
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         listener = gevent.socket.socket()
         listener.bind(("127.0.0.1", 0))
@@ -56,6 +63,14 @@ class Served:
         self.client.connect(listener.getsockname())
         self.conn, addr = listener.accept()
         listener.close()
+        if tls is not None:  # as gunicorn's --certfile/--keyfile wrap it
+            server_ctx = gevent.ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            server_ctx.load_cert_chain(*tls)
+            client_ctx = gevent.ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            client_ctx.check_hostname, client_ctx.verify_mode = False, ssl.CERT_NONE
+            client = gevent.spawn(client_ctx.wrap_socket, self.client)
+            self.conn = server_ctx.wrap_socket(self.conn, server_side=True)
+            self.client = client.get(timeout=WAIT)
         self.client.sendall(f"GET /events HTTP/{version}\r\nHost: x\r\n\r\n".encode())
         cfg = Config()
         req = next(iter(RequestParser(cfg, self.conn, addr)))
@@ -324,3 +339,15 @@ def test_a_write_the_socket_refuses_is_queued_and_keeps_its_place() -> None:
     assert served.outbox.size == len(first) + len(second)
     _, body = split_response(served.finish())
     assert dechunk(body)[0] == PRELUDE + pad + first + second
+
+
+def test_nothing_goes_straight_out_on_a_tls_socket(tmp_path: Path) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl binary")
+    served = Served(tls=self_signed_certificate(openssl, tmp_path, "localhost"))
+    served.read_until(1)
+    put_while_idle(served, EVENTS)
+    assert served.outbox.direct_at < 0
+    _, body = split_response(served.finish())
+    assert dechunk(body)[0] == PRELUDE + b"".join(EVENTS)
