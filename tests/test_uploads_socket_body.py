@@ -548,3 +548,27 @@ def test_other_gunicorn_workers_splice(
     assert status == 204 and int(headers["upload-offset"]) == len(whole), headers
     assert upload_info(server.port, path.rsplit("/", 1)[1])["data_sha256"] == sha(whole)
     assert body_paths(server.port) == {"socket": 1, "stream": 0, "spliced": 1}
+
+
+def test_a_stalling_disk_stalls_only_its_own_request(server: GunicornServer) -> None:
+    """Spliced bytes reach the file in gevent's thread pool: while one
+    upload's write is stuck for 3 s, the same worker answers others."""
+    whole = data(99, 2 * MiB)
+    w = Wire(server.port)
+    try:
+        arm = json.dumps({"seconds": 3, "count": 1}).encode()
+        assert (
+            w.json(request("POST", "/slow-writes", {"Content-Type": "application/json"}, arm))[0]
+            == 200
+        )
+        path = tus_create(w, len(whole))
+        w.send(patch(path, 0, whole))
+        time.sleep(0.5)  # the PATCH's first write is stuck by now
+        started = time.monotonic()
+        paths = body_paths(server.port)  # another connection, the same (only) worker
+        answered = time.monotonic() - started
+        status, headers, _ = w.response()
+    finally:
+        w.close()
+    assert paths["spliced"] == 1 and answered < 2.0, (paths, answered)
+    assert status == 204 and int(headers["upload-offset"]) == len(whole), headers

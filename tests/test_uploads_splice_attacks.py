@@ -455,3 +455,43 @@ def test_a_second_writer_while_a_spliced_body_waits(
         first.close()
     assert status == 204 and int(headers["upload-offset"]) == len(whole), headers
     assert upload_sha(server.port, path) == sha(whole)
+
+
+@pytest.mark.parametrize("worker", ["gevent", "sync"])
+def test_tcp_urgent_data_in_a_spliced_body(
+    live_server: Callable[..., GunicornServer], worker: str
+) -> None:
+    """A byte sent with ``MSG_OOB`` (TCP urgent data) mid-body is out of
+    band: ``recv`` skips it, so the copying path stores the body intact.
+    ``splice(2)`` stops at the urgent mark instead: on gevent's non-blocking
+    socket it answers ``EAGAIN`` while the socket polls readable (the
+    worker spins at full CPU until the body timeout, forever with
+    ``STREAMING_BODY_TIMEOUT=0``, then 408); on a blocking socket (sync,
+    gthread) it answers 0, taken for a closed connection (400
+    ``incomplete_body``). Expected: the same as the copying path."""
+    args = [] if worker == "gevent" else ["-k", worker]
+    env = {"TUS_APP_CONFIG": json.dumps({**CONFIG, "STREAMING_BODY_TIMEOUT": 3})}
+    server = live_server(APP, workers=1, args=args, env=env)
+    whole = data(290, 2 * MiB)
+    w = Wire(server.port)  # one connection per request: sync workers close each
+    try:
+        path = tus_create(w, len(whole))
+    finally:
+        w.close()
+    w = Wire(server.port)
+    try:
+        raw = patch(path, 0, whole)
+        head = len(raw) - len(whole)
+        w.send(raw[: head + 1000])
+        time.sleep(0.2)  # the server waits in splice_into
+        w.sock.send(b"U", socket.MSG_OOB)
+        time.sleep(0.1)
+        w.send(raw[head + 1000 :])
+        started = time.monotonic()
+        status, headers, body = w.response()
+        elapsed = time.monotonic() - started
+    finally:
+        w.close()
+    assert status == 204 and int(headers["upload-offset"]) == len(whole), (status, body)
+    assert elapsed < 2, elapsed
+    assert upload_sha(server.port, path) == sha(whole)

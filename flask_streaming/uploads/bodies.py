@@ -251,9 +251,14 @@ class SocketBody(io.RawIOBase):
         *pipe* (its write end) with ``splice(2)``, never through this
         process's memory; waits for the client like :meth:`readinto`
         (cooperatively under gevent, up to the socket's timeout). Returns
-        the bytes moved, 0 when the client closed the connection. Call
-        :meth:`take_ahead` first.
+        the bytes moved (never 0). Call :meth:`take_ahead` first.
 
+        :raises SpliceUnsupported: nothing moved and :meth:`readinto` must
+            take over: the socket cannot be spliced, there is no gevent to
+            wait with, or splice(2) stops where ``recv`` would not (the end
+            of the stream, or TCP urgent data: splice stops at the urgent
+            mark, answering 0 on a blocking socket and ``EAGAIN`` on a
+            readable non-blocking one; ``recv`` skips the urgent byte).
         :raises TimeoutError: the client sent nothing within the timeout.
         :raises OSError: the connection failed.
         """
@@ -264,6 +269,7 @@ class SocketBody(io.RawIOBase):
         fd = self._sock.fileno()
         timeout = self._sock.gettimeout()
         deadline = None if timeout is None else time.monotonic() + timeout
+        woken = False  # gevent reported the socket readable since the last splice
         try:
             while True:
                 try:
@@ -272,6 +278,8 @@ class SocketBody(io.RawIOBase):
                 except BlockingIOError:
                     if not gevent_active():  # a socket with a timeout: recv_into waits
                         raise SpliceUnsupported(errno.EAGAIN, "no gevent to wait with") from None
+                    if woken:  # readable, yet splice stops: TCP urgent data (recv skips it)
+                        raise SpliceUnsupported(errno.EAGAIN, "urgent data") from None
                 except OSError as exc:
                     if exc.errno in _NO_SPLICE_ERRNOS:  # nothing moved: copy instead
                         raise SpliceUnsupported(exc.errno, exc.strerror) from exc
@@ -284,16 +292,19 @@ class SocketBody(io.RawIOBase):
                 # the timeout, splice once more before giving up.
                 from gevent.socket import wait_read
 
-                with contextlib.suppress(TimeoutError):
+                try:
                     wait_read(fd, timeout=wait, timeout_exc=TimeoutError("timed out"))
+                    woken = True
+                except TimeoutError:
+                    pass
         except SpliceUnsupported:
             raise
         except BaseException:
             self._body.failed = True
             raise
-        if n == 0:
-            self._body.failed = True
-            return 0
+        if n == 0:  # the client closed, or (a blocking socket) TCP urgent data:
+            # recv_into tells them apart (it skips an urgent byte)
+            raise SpliceUnsupported(errno.ENODATA, "nothing to splice")
         self._reader.length -= n
         self.remaining -= n
         return n
@@ -419,29 +430,45 @@ _SPLICE = getattr(os, "splice", None)
 def _splice(body: SocketBody, staging: PipeWritable) -> None:
     """:func:`_receive` without copying through this process: the socket's
     bytes go to a pipe and from it to the file (``splice(2)`` twice: the
-    kernel copies each byte once, into the page cache). The pipe is this
-    request's, :data:`SOCKET_BUFFER` large where the system allows."""
+    kernel copies each byte once, into the page cache). The pipes are this
+    request's, :data:`SOCKET_BUFFER` large where the system allows. Under
+    gevent there are two: each one's move to the file runs in gevent's
+    thread pool (a disk that stalls a write stalls this request only) while
+    the other fills from the socket."""
+    pool = _thread_pool()
+    pipes: list[tuple[int, int]] = []
+    pending: Any = None  # the move to the file in flight (gevent AsyncResult)
     try:
-        read_end, write_end = os.pipe2(os.O_CLOEXEC)
-    except OSError as exc:  # no descriptor left for a pipe: copy instead
-        raise SpliceUnsupported(exc.errno, exc.strerror) from exc
-    try:
+        try:
+            for _ in range(1 if pool is None else 2):
+                pipes.append(os.pipe2(os.O_CLOEXEC))
+        except OSError as exc:  # no descriptor left for a pipe: copy instead
+            raise SpliceUnsupported(exc.errno, exc.strerror) from exc
         ahead = body.take_ahead()
         if ahead:
             _write(staging, ahead)
-        capacity = _grow_pipe(write_end)
+        capacity = min(_grow_pipe(write_end) for _, write_end in pipes)
         while body.remaining:
+            read_end, write_end = pipes[0]
             with _body_errors():
                 n = body.splice_into(write_end, capacity)
-            if not n:
-                return  # the client closed the connection: read_body says so
-            try:
-                staging.write_from_pipe(read_end, n)
-            except OSError as exc:
-                raise storage_error(exc) from exc
+            if pending is not None:
+                pending, finished = None, pending
+                _finish_write(finished)
+            if pool is None:
+                try:
+                    staging.write_from_pipe(read_end, n)
+                except OSError as exc:
+                    raise storage_error(exc) from exc
+            else:
+                pending = pool.spawn(staging.write_from_pipe, read_end, n)
+                pipes.reverse()  # fill the other one meanwhile
     finally:
-        os.close(read_end)
-        os.close(write_end)
+        if pending is not None:
+            _finish_write(pending)
+        for read_end, write_end in pipes:
+            os.close(read_end)
+            os.close(write_end)
         with contextlib.suppress(OSError):
             body.end_splice()
 

@@ -11,7 +11,9 @@ write (``write`` or ``write_from_pipe``) fail with ``OSError(N)`` (once),
 from whichever thread writes, before it writes anything; ``POST
 /refuse-splice`` with ``{"refused": ["socket"|"file", ...]}`` makes
 ``splice(2)`` from a socket or to a file fail with ``EINVAL`` (what a
-socket or file system that cannot splice answers).
+socket or file system that cannot splice answers); ``POST /slow-writes``
+with ``{"seconds": S, "count": K}`` makes the next K moves from a pipe to
+a file block their thread for S seconds first (a stalling disk).
 
 Serve it with one worker (the counts are per process).
 """
@@ -25,10 +27,13 @@ import stat
 from typing import Any
 
 from flask import Flask, request
+from gevent.monkey import get_original
 
 from flask_streaming.uploads import bodies
 from flask_streaming.uploads.storage import FileStaging
 from tests.apps import tus_app
+
+blocking_sleep = get_original("time", "sleep")
 
 
 def create_app() -> Flask:
@@ -75,8 +80,13 @@ def create_app() -> Flask:
         fail_now()
         write(self, block)
 
+    slow: dict[str, float] = {}
+
     def faulty_write_from_pipe(self: FileStaging, pipe: int, count: int) -> None:
         fail_now()
+        if slow.get("count", 0) > 0:
+            slow["count"] -= 1
+            blocking_sleep(slow["seconds"])  # a disk that stalls: blocks the thread
         write_from_pipe(self, pipe, count)
 
     FileStaging.write = faulty_write  # type: ignore[method-assign]
@@ -99,6 +109,12 @@ def create_app() -> Flask:
         refused.clear()
         refused.update(request.get_json()["refused"])
         return {"refused": sorted(refused)}
+
+    @app.post("/slow-writes")
+    def slow_writes() -> dict[str, float]:
+        body = request.get_json()
+        slow.update(seconds=float(body["seconds"]), count=int(body["count"]))
+        return slow
 
     @app.post("/fail-writes")
     def fail_writes() -> dict[str, int]:
