@@ -91,14 +91,17 @@ SLICES = {
         Slice(
             "transport",
             ("flask_streaming/transport.py",),
-            ("tests/test_responses.py", "tests/test_sse_wire.py", "tests/test_live_streams.py"),
+            ("tests/test_transport_unit.py", "tests/test_responses.py", "tests/test_sse_wire.py",
+             "tests/test_live_streams.py"),
             timeout=240.0,
             note="outbox, heartbeats, flushing, disconnects (live gunicorn tests included)",
         ),
         Slice(
             "brokers",
             ("flask_streaming/brokers",),
-            ("tests/test_channels.py", "tests/test_resume.py", "tests/test_channels_live.py"),
+            ("tests/test_brokers_survivors.py", "tests/test_channels.py", "tests/test_resume.py",
+             "tests/test_malformed.py::test_parse_last_event_id_round_trips",
+             "tests/test_channels_live.py"),
             timeout=300.0,
             note="memory and Redis brokers (real redis-server and gunicorn tests included)",
         ),
@@ -304,6 +307,31 @@ EQUIVALENTS = (
         "delay = min(delay * 2, 0.02)",
         "the back-off between tries of a busy lock (doubling made halving): it still"
         " tries until the deadline; only how often it polls differs",
+    ),
+    Equivalent(
+        "flask_streaming/brokers/redis.py",
+        "core/NumberReplacer",
+        "self.last_seen = 0",
+        "RedisBroker's starting last_seen is never read: on_first_subscriber sets it"
+        " from Redis (position()) before the listener starts and before any subscriber"
+        " is positioned (current_seq); a subscriber of no channel (refused by the"
+        " route) never calls it and is in no channel's set, so its position is never sent",
+    ),
+    Equivalent(
+        "flask_streaming/brokers/redis.py",
+        "core/ReplaceComparisonOperator_NotEq_Gt",
+        'if msg is None or msg["type"] != "message":',
+        "every other pub/sub message type (subscribe, unsubscribe, psubscribe,"
+        " punsubscribe, ssubscribe, sunsubscribe, pmessage, smessage, pong) sorts after"
+        " 'message', so '> \"message\"' skips exactly what '!=' skips",
+    ),
+    Equivalent(
+        "flask_streaming/brokers/redis.py",
+        "core/NumberReplacer",
+        "while (msg := pubsub.get_message(timeout=1.0)) is None or (",
+        "how long each read for the SUBSCRIBE confirmation blocks (0 s: it polls; the"
+        " reply is read by this same loop as soon as it is in): the same messages are"
+        " read, under the same 10 s deadline; only CPU differs",
     ),
 )
 
