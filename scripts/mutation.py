@@ -146,6 +146,12 @@ class Equivalent:
     #: when the line holds several such mutants: the source text that starts
     #: where this one does (e.g. ``"== 1"``)
     at: str = ""
+    #: ``core/NumberReplacer`` only: ``+1`` or ``-1`` when just one of the
+    #: number's two mutants is equivalent (0: both)
+    offset: int = 0
+    #: when the same line's text is found elsewhere in the module: text of the
+    #: line after it
+    then: str = ""
 
 
 EQUIVALENTS = (
@@ -327,6 +333,34 @@ EQUIVALENTS = (
     ),
     Equivalent(
         "flask_streaming/brokers/redis.py",
+        "core/ReplaceComparisonOperator_IsNot_Is",
+        "if self._handoff is not None:",
+        "the Event a second subscriber waits on while the listener starts: gevent's made"
+        " under threads, threading's under gevent (monkey-patched, so gevent's again);"
+        " gevent's Event is set from another thread and wakes a waiting thread (checked:"
+        " the second subscriber of two racing threads goes on when the first is done)",
+        then="from gevent.event import Event",
+    ),
+    Equivalent(
+        "flask_streaming/brokers/memory.py",
+        "core/NumberReplacer",
+        "trimmed = self.trimmed.get(ch, 0)",
+        "a channel never trimmed counts as trimmed up to -1 instead of 0 (the -1 mutant):"
+        " it is compared with 'trimmed > after', and after is never negative (0 for a"
+        " foreign id, else the client's seq)",
+        offset=-1,
+    ),
+    Equivalent(
+        "flask_streaming/brokers/redis.py",
+        "core/ReplaceComparisonOperator_NotEq_Gt",
+        'msg["type"] != "subscribe" or _text(msg["channel"]) != events',
+        "before the events channel's own SUBSCRIBE confirmation only the control"
+        " channel's confirmation and messages can come (Redis confirms a channel before"
+        " it delivers its messages): they fail the channel test whatever the type test"
+        " says, and the events channel's confirmation ('subscribe') passes both",
+    ),
+    Equivalent(
+        "flask_streaming/brokers/redis.py",
         "core/NumberReplacer",
         "while (msg := pubsub.get_message(timeout=1.0)) is None or (",
         "how long each read for the SUBSCRIBE confirmation blocks (0 s: it polls; the"
@@ -412,7 +446,12 @@ def equivalent(m: Any, src: Path) -> Equivalent | None:
     module = str(m.module_path)
     for eq in EQUIVALENTS:
         if eq.module == module and eq.operator == m.operator_name:
-            line = (src / module).read_text("utf-8").splitlines()[m.start_pos[0] - 1]
+            lines = (src / module).read_text("utf-8").splitlines()
+            line = lines[m.start_pos[0] - 1]
+            if eq.then and eq.then not in "".join(lines[m.start_pos[0] : m.start_pos[0] + 1]):
+                continue
+            if eq.offset and (1 if m.occurrence % 2 == 0 else -1) != eq.offset:
+                continue  # NumberReplacer: even occurrences add 1, odd ones subtract 1
             if eq.line in line and line[m.start_pos[1] :].startswith(eq.at):
                 return eq
     return state_comparison(m, src) or flag_union(m, src)

@@ -402,3 +402,109 @@ def test_a_stream_ended_after_a_resume_is_positioned_at_the_newest_event() -> No
         again.close()
     finally:
         conn.close()
+
+
+def test_a_redis_channel_expires_its_ttl_after_its_last_publish(redis_server: RedisServer) -> None:
+    """``int(self.history_ttl * 1000)`` made ``* 999`` in
+    ``RedisPublisher.ttl_ms``: a channel's stream expired 0.1 % early (3.6 s
+    of an hour), its record with it."""
+    ttl = 3600.0
+    publisher = RedisPublisher(redis_server.url, prefix=prefix(), history_ttl=ttl)
+    try:
+        publisher.publish("room", "hi")
+        stream_ms = publisher.redis.pttl(publisher.stream_key("room"))
+        record_ms = publisher.redis.pttl(publisher.record_key("room"))
+        assert ttl * 1000 - 1000 < stream_ms <= ttl * 1000
+        assert 2 * ttl * 1000 - 1000 < record_ms <= 2 * ttl * 1000
+    finally:
+        publisher.redis.close()
+
+
+def test_a_malformed_control_message_is_ignored_without_a_listener_restart(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``except ValueError`` made another exception in
+    ``RedisBroker._on_control``: a control message that is not JSON (another
+    program's, on the control channel) took the listener down and back up,
+    instead of a warning."""
+    broker = RedisBroker(redis_server.url, prefix=prefix())
+    got: list[dict[str, Any]] = []
+    broker.control_handler = got.append
+    conn = Conn(broker, ["room"])
+    try:
+        first = broker.publish("room", "first")  # the listener is up once this arrives
+        assert [e.id for e in conn.wait_for(1)] == [first]
+        broker.redis.publish(broker.publisher.control_channel, b"{not json")
+        broker.send_control({"op": "hello"})
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert got == [{"op": "hello"}]
+        assert broker.reconnects == 0
+        assert "ignored a malformed control message" in caplog.text
+    finally:
+        conn.close()
+        broker.close()
+
+
+def test_a_redis_stream_grows_an_eighth_past_its_history_before_a_trim(
+    redis_server: RedisServer,
+) -> None:
+    """``history_size // 8`` made ``>> 8`` in ``stream_bound``: streams were
+    trimmed every 8 publishes instead of every eighth of the history
+    (docs/guides/channels.rst: ``HISTORY_SIZE + max(8, HISTORY_SIZE // 8)``
+    entries at most, trimmed back in one go)."""
+    size = 200
+    bound = size + max(8, size // 8)  # as the guide states it
+    publisher = RedisPublisher(redis_server.url, prefix=prefix(), history_size=size)
+    key = publisher.stream_key("feed")
+    try:
+        lengths = []
+        for i in range(bound):
+            publisher.publish("feed", i)
+            lengths.append(publisher.redis.xlen(key))
+        assert lengths[: bound - 1] == list(range(1, bound))
+        assert lengths[-1] == size
+    finally:
+        publisher.redis.close()
+
+
+def test_a_sub_millisecond_history_ttl_still_keeps_the_stream_a_moment() -> None:
+    """``max(1, ...)`` made ``max(0, ...)`` in ``RedisPublisher.ttl_ms``: a
+    positive ``history_ttl`` under a millisecond gave ``PEXPIRE 0``, which
+    deletes a channel's stream the moment it is written."""
+    publisher = RedisPublisher("redis://127.0.0.1:1/0", history_ttl=0.0004)
+    assert publisher.ttl_ms >= 1
+
+
+def test_a_subscriber_may_lag_exactly_max_queue_live_events_behind_an_unread_replay() -> None:
+    """``chunks -= 1`` made ``-= 0`` in ``Subscriber.deliver``: the unread
+    replay counted as one event of live lag, so the ``max_queue``-th live
+    event cut the stream off."""
+    broker = MemoryBroker(max_queue=10)
+    before = broker.publish("a", "before")
+    for i in range(5):
+        broker.publish("a", i)
+    conn = Conn(broker, ["a"], before)  # the replay stays unread
+    try:
+        for i in range(10):
+            broker.publish("a", f"live{i}")
+        assert not conn.ended
+        broker.publish("a", "one too many")
+        assert conn.wait_end()
+        assert conn.events[-1].event == "stream-error"
+        assert data_of(conn.data()) == [*map(str, range(5)), *(f"live{i}" for i in range(10))]
+    finally:
+        conn.close()
+
+
+def test_an_invalid_channel_name_is_echoed_back_cut_to_200_characters() -> None:
+    """``str(name)[:200]`` made ``[:199]`` in ``check_channel``: the error
+    named one character less of the channel than it promises."""
+    from flask_streaming.brokers.base import check_channel
+    from flask_streaming.errors import BadRequest
+
+    name = "é" * 150 + "x" * 150
+    with pytest.raises(BadRequest) as info:
+        check_channel(name)
+    assert info.value.to_dict()["channel"] == name[:200]
