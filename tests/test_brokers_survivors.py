@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis as redis_lib
 from flask import Flask
@@ -23,7 +24,7 @@ from flask_streaming.brokers import Broker, MemoryBroker
 from flask_streaming.brokers.base import Replay
 from flask_streaming.brokers.redis import SOCKET_TIMEOUT, RedisBroker, RedisPublisher
 from flask_streaming.settings import Settings
-from flask_streaming.testing import RedisServer
+from flask_streaming.testing import GunicornServer, RedisServer
 
 from .resume_support import Conn, data_of, seq
 from .test_channels import Stream, streaming_of
@@ -508,3 +509,52 @@ def test_an_invalid_channel_name_is_echoed_back_cut_to_200_characters() -> None:
     with pytest.raises(BadRequest) as info:
         check_channel(name)
     assert info.value.to_dict()["channel"] == name[:200]
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_a_durable_redis_restart_keeps_the_generation_whatever_the_protocol(
+    redis_factory: Callable[..., RedisServer], protocol: int
+) -> None:
+    """``pairs[1::2]`` made ``pairs[0::2]`` in ``RedisPublisher._on_connect``:
+    over RESP2 (``?protocol=2``; ``CONFIG GET`` answers a flat list there,
+    a map over RESP3) an ``appendfsync always`` Redis was never recognised
+    as durable, so every restart started a new generation and reset every
+    client."""
+    rs = redis_factory(persistence="always")
+    publisher = RedisPublisher(f"{rs.url}?protocol={protocol}", prefix=prefix())
+    try:
+        first = publisher.publish("d", "before")
+        rs.kill()  # a crash, then the same port and directory
+        rs.start()
+        publisher.redis.connection_pool.disconnect()
+        after = publisher.publish("d", "after")
+        assert after.rsplit("-", 1)[0] == first.rsplit("-", 1)[0]
+        assert seq(after) == seq(first) + 1
+    finally:
+        publisher.redis.close()
+
+
+# -- publishing from a real OS thread of a gevent worker -------------------
+
+
+@pytest.mark.live
+def test_an_event_published_from_a_real_thread_of_a_gevent_worker_goes_out_at_once(
+    live_server: Callable[..., GunicornServer],
+) -> None:
+    """``self._ident_fn() != self._ident`` made ``is`` in
+    ``_ThreadHandoff.foreign``: a publish from a real OS thread was not
+    handed over to the worker's event loop; it woke no stream's writer (the
+    wake-up went to a loop of that thread's own), so subscribers got the
+    event only at the next heartbeat, a minute later here."""
+    from .test_channels_live import Subscriber
+
+    server = live_server("tests.apps.thread_publish_app:create_app()", workers=1)
+    s = Subscriber(f"{server.url}/sub/news")
+    try:
+        assert s.opened.wait(10)
+        r = httpx.post(f"{server.url}/publish-from-a-thread/news", timeout=10)
+        assert r.status_code == 200
+        got = s.wait_for(1, timeout=10)
+        assert [e.data for e in got] == ["from a thread"]
+    finally:
+        s.stop()
