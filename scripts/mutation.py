@@ -91,8 +91,9 @@ SLICES = {
         Slice(
             "transport",
             ("flask_streaming/transport.py",),
-            ("tests/test_transport_unit.py", "tests/test_responses.py", "tests/test_sse_wire.py",
-             "tests/test_live_streams.py"),
+            ("tests/test_transport_survivors.py", "tests/test_transport_unit.py",
+             "tests/test_responses.py", "tests/test_sse_wire.py", "tests/test_live_streams.py",
+             "tests/test_channels_live.py::test_graceful_shutdown_sends_a_jittered_retry_and_closes"),
             timeout=240.0,
             note="outbox, heartbeats, flushing, disconnects (live gunicorn tests included)",
         ),
@@ -315,6 +316,15 @@ EQUIVALENTS = (
         " tries until the deadline; only how often it polls differs",
     ),
     Equivalent(
+        "flask_streaming/transport.py",
+        "core/NumberReplacer",
+        "_hook_pid = 0",
+        "_hook_pid's starting value, and its reset when signal.signal refused (not the"
+        " main thread): 0, 1 and -1 all mean 'not installed here' to the pid check in any"
+        " process but PID 1 (a gunicorn worker never is: the master is its parent)",
+        at="0",
+    ),
+    Equivalent(
         "flask_streaming/brokers/redis.py",
         "core/NumberReplacer",
         "self.last_seen = 0",
@@ -405,7 +415,7 @@ def state_comparison(m: Any, src: Path) -> Equivalent | None:
     return None
 
 
-_FLAG = r"(?:os\.O_[A-Z]+|fcntl\.LOCK_[A-Z]+|NOFOLLOW)"
+_FLAG = r"(?:os\.O_[A-Z]+|fcntl\.LOCK_[A-Z]+|socket\.MSG_[A-Z]+|NOFOLLOW)"
 _FLAGS = re.compile(rf"{_FLAG}(?:\s*\|\s*{_FLAG})+")
 
 
@@ -414,12 +424,14 @@ def _flag_value(name: str) -> int:
 
     if name == "NOFOLLOW":  # uploads/private_files.py
         return os.O_NOFOLLOW | os.O_CLOEXEC
+    import socket
+
     module, attr = name.split(".")
-    return int(getattr(os if module == "os" else fcntl, attr))
+    return int(getattr({"os": os, "fcntl": fcntl, "socket": socket}[module], attr))
 
 
 def flag_union(m: Any, src: Path) -> Equivalent | None:
-    """``os.O_A | os.O_B`` (``fcntl.LOCK_*`` too) with ``|`` made ``+`` or
+    """``os.O_A | os.O_B`` (``fcntl.LOCK_*``, ``socket.MSG_*`` too) with ``|`` made ``+`` or
     ``^``: the flags' bits are distinct (checked), so the number is the
     same: equivalent."""
     op = str(m.operator_name)

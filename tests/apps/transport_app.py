@@ -1,0 +1,62 @@
+"""An app for tests/test_transport_survivors.py, served by a real gunicorn
+with the gevent worker: an idle event stream (no heartbeat for a minute)
+whose close is recorded, and a stream that reports its socket's timeout.
+
+Serve it with ``gunicorn -k gevent "tests.apps.transport_app:create_app()"``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Flask, jsonify, request
+
+from flask_streaming import Streaming, sse_response, stream_closed
+
+#: token -> the stream-closed reasons recorded for it.
+CLOSED: dict[str, list[str | None]] = {}
+
+
+def create_app() -> Flask:
+    app = Flask(__name__, instance_path=os.environ.get("INSTANCE_PATH") or None)
+    # No heartbeat for a minute: only the disconnect watcher notices a
+    # client that left an idle stream.
+    app.config["STREAMING_PING_INTERVAL"] = 60.0
+    app.config["STREAMING_SEND_TIMEOUT"] = 7.5
+    Streaming(app)
+
+    @stream_closed.connect_via(app)
+    def on_closed(sender: Flask, stream: Any, reason: str | None, **kw: Any) -> None:
+        token = stream.environ.get("HTTP_X_TOKEN")
+        if token:
+            CLOSED.setdefault(token, []).append(reason)
+
+    @app.get("/closed/<token>")
+    def closed(token: str) -> Any:
+        return jsonify(CLOSED.get(token, []))
+
+    @app.get("/idle")
+    def idle() -> Any:
+        """One event, then nothing (the generator waits a minute)."""
+
+        def gen() -> Iterator[Any]:
+            yield {"data": "opened"}
+            import gevent
+
+            gevent.sleep(60)
+
+        return sse_response(gen())
+
+    @app.get("/socket-timeout")
+    def socket_timeout() -> Any:
+        """The timeout of the client's socket while the stream runs."""
+        sock = request.environ["gunicorn.socket"]
+
+        def gen() -> Iterator[Any]:
+            yield {"data": {"timeout": sock.gettimeout()}}
+
+        return sse_response(gen())
+
+    return app
