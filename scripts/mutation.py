@@ -325,6 +325,24 @@ EQUIVALENTS = (
         at="0",
     ),
     Equivalent(
+        "flask_streaming/transport.py",
+        "core/ExceptionReplacer",
+        "except OSError:",
+        "the guard around the client socket's fileno() (the disconnect watcher's and"
+        " _arm_send_timeout's): a socket, stdlib or gevent (26.x: _closedsocket), returns"
+        " -1 once closed and never raises there, so the handler never runs",
+        then="return",
+    ),
+    Equivalent(
+        "flask_streaming/transport.py",
+        "core/AddNot",
+        'if "gevent.monkey" in sys.modules:',
+        "which poll answers _writable's zero-timeout check: gevent's (under gevent) or"
+        " the original (without gevent, get_original gives select.poll itself); both tell"
+        " whether the socket has room, gevent's with a switch to the hub (a cost, not a"
+        " different answer)",
+    ),
+    Equivalent(
         "flask_streaming/brokers/redis.py",
         "core/NumberReplacer",
         "self.last_seen = 0",

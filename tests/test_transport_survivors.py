@@ -8,6 +8,7 @@ real gunicorn with the gevent worker."""
 from __future__ import annotations
 
 import io
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -77,11 +78,50 @@ def test_a_client_that_leaves_an_idle_stream_is_noticed_without_a_heartbeat(
 def test_a_stream_runs_with_the_send_timeout_on_its_socket(server: GunicornServer) -> None:
     """``sock.settimeout(seconds or None)`` made ``seconds and None`` in
     ``set_socket_timeout``: the socket of a stream never got
-    ``STREAMING_SEND_TIMEOUT`` (7.5 s in this app), the backstop for a write
+    ``STREAMING_SEND_TIMEOUT`` (1.5 s in this app), the backstop for a write
     that fills the buffer half-way."""
     r = httpx.get(f"{server.url}/socket-timeout", timeout=10)
     [event] = EventParser().feed(r.content)
-    assert event.json() == {"timeout": 7.5}
+    assert event.json() == {"timeout": 1.5}
+
+
+@pytest.mark.live
+def test_a_client_that_stops_reading_is_cut_off_for_the_send_timeout(
+    server: GunicornServer,
+) -> None:
+    """``outbox.reason or "send_timeout"`` made ``and`` in
+    ``ResponseBody._has_room``: a client cut off for not reading was
+    reported as having disconnected (``stream_closed``'s reason)."""
+    token = uuid.uuid4().hex
+    host, port = "127.0.0.1", server.port
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, port))
+    try:
+        sock.sendall(
+            f"GET /flood HTTP/1.1\r\nHost: {host}:{port}\r\nX-Token: {token}\r\n\r\n".encode()
+        )
+        # never read: the server's writes fill the socket buffers, then wait
+        deadline = time.monotonic() + 20
+        reasons: list[Any] = []
+        while time.monotonic() < deadline and not reasons:
+            reasons = httpx.get(f"{server.url}/closed/{token}", timeout=5).json()
+            time.sleep(0.1)
+        assert reasons == ["send_timeout"]
+    finally:
+        sock.close()
+
+
+def test_outbox_and_body_options_are_keyword_only() -> None:
+    """The keyword-only ``*`` of ``Outbox.__init__`` and
+    ``ResponseBody.__init__`` made ``/``: a position was taken for
+    ``high_water`` or ``app``."""
+    with pytest.raises(TypeError):
+        Outbox(1024)  # type: ignore[call-arg]
+    outbox = Outbox(high_water=1024, green=False)
+    assert outbox.high_water == 1024
+    with pytest.raises(TypeError):
+        ResponseBody(outbox, None)  # type: ignore[call-arg]
 
 
 def test_a_body_of_an_app_sends_the_stream_signals_and_one_without_sends_none(

@@ -1,6 +1,7 @@
 """An app for tests/test_transport_survivors.py, served by a real gunicorn
 with the gevent worker: an idle event stream (no heartbeat for a minute)
-whose close is recorded, and a stream that reports its socket's timeout.
+whose close is recorded, a stream that reports its socket's timeout, and a
+flood of events for a client that stops reading.
 
 Serve it with ``gunicorn -k gevent "tests.apps.transport_app:create_app()"``.
 """
@@ -24,7 +25,7 @@ def create_app() -> Flask:
     # No heartbeat for a minute: only the disconnect watcher notices a
     # client that left an idle stream.
     app.config["STREAMING_PING_INTERVAL"] = 60.0
-    app.config["STREAMING_SEND_TIMEOUT"] = 7.5
+    app.config["STREAMING_SEND_TIMEOUT"] = 1.5
     Streaming(app)
 
     @stream_closed.connect_via(app)
@@ -46,6 +47,17 @@ def create_app() -> Flask:
             import gevent
 
             gevent.sleep(60)
+
+        return sse_response(gen())
+
+    @app.get("/flood")
+    def flood() -> Any:
+        """64 KiB events as fast as the client takes them, for ever."""
+        payload = "x" * 65536
+
+        def gen() -> Iterator[Any]:
+            while True:
+                yield {"data": payload}
 
         return sse_response(gen())
 
