@@ -343,6 +343,14 @@ EQUIVALENTS = (
         " different answer)",
     ),
     Equivalent(
+        "flask_streaming/transport.py",
+        "core/NumberReplacer",
+        "peek = self._raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)",
+        "the disconnect watcher peeks 2 bytes instead of 1 (the +1 mutant): a peek"
+        " consumes nothing, and only whether it is empty counts",
+        offset=1,
+    ),
+    Equivalent(
         "flask_streaming/brokers/redis.py",
         "core/NumberReplacer",
         "self.last_seen = 0",

@@ -219,3 +219,31 @@ def test_a_producer_waiting_for_room_goes_on_when_the_stream_finishes() -> None:
     box.finish("shutdown")
     assert done.wait(5.0)
     assert box.drain() == b"12345" and box.reason == "shutdown"
+
+
+@pytest.mark.live
+def test_a_generator_that_never_blocks_lets_its_events_out_at_once(
+    server: GunicornServer,
+) -> None:
+    """``max_delay: float = 0.005`` made ``1.005`` in ``Outbox.__init__``:
+    an event stream's busy generator held its events for a second before
+    the writer had a turn (the outbox's default is the event streams')."""
+    with (
+        httpx.Client(timeout=10) as client,
+        client.stream("GET", f"{server.url}/busy") as r,
+    ):
+        parser = EventParser()
+        for chunk in r.iter_raw():
+            events = parser.feed(chunk)
+            if events:
+                lag = time.time() - events[0].json()["at"]
+                break
+    assert lag < 0.5, f"the first event waited {lag:.2f} s"
+
+
+def test_a_body_made_without_a_send_timeout_has_no_limit() -> None:
+    """``send_timeout: float = 0.0`` made ``-1.0`` in ``ResponseBody``: a
+    body made without one got a negative limit (``0`` means none), which
+    gevent's ``settimeout`` refuses."""
+    body = ResponseBody(Outbox(green=False))
+    assert body.send_timeout == 0

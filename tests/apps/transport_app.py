@@ -1,7 +1,8 @@
 """An app for tests/test_transport_survivors.py, served by a real gunicorn
 with the gevent worker: an idle event stream (no heartbeat for a minute)
-whose close is recorded, a stream that reports its socket's timeout, and a
-flood of events for a client that stops reading.
+whose close is recorded, a stream that reports its socket's timeout, a
+flood of events for a client that stops reading, and a generator that never
+blocks.
 
 Serve it with ``gunicorn -k gevent "tests.apps.transport_app:create_app()"``.
 """
@@ -58,6 +59,19 @@ def create_app() -> Flask:
         def gen() -> Iterator[Any]:
             while True:
                 yield {"data": payload}
+
+        return sse_response(gen())
+
+    @app.get("/busy")
+    def busy() -> Any:
+        """Events from a generator that never blocks, for a second; each
+        carries the wall-clock time it was made."""
+        import time
+
+        def gen() -> Iterator[Any]:
+            start = time.time()
+            while (now := time.time()) - start < 1.0:
+                yield {"data": {"at": now}}
 
         return sse_response(gen())
 
