@@ -64,14 +64,16 @@ def create_app() -> Flask:
 
     @app.get("/busy")
     def busy() -> Any:
-        """Events from a generator that never blocks, for a second; each
-        carries the wall-clock time it was made."""
+        """Events from a generator that never blocks, for 1.5 s: each takes
+        50 ms of computing and carries the wall-clock time it was made."""
         import time
 
         def gen() -> Iterator[Any]:
             start = time.time()
-            while (now := time.time()) - start < 1.0:
+            while (now := time.time()) - start < 1.5:
                 yield {"data": {"at": now}}
+                while time.time() - now < 0.05:  # busy: no switch to the hub
+                    pass
 
         return sse_response(gen())
 
