@@ -247,3 +247,23 @@ def test_a_body_made_without_a_send_timeout_has_no_limit() -> None:
     gevent's ``settimeout`` refuses."""
     body = ResponseBody(Outbox(green=False))
     assert body.send_timeout == 0
+
+
+@pytest.mark.live
+def test_a_stream_leaves_its_connection_with_the_socket_timeout_it_found(
+    server: GunicornServer,
+) -> None:
+    """``if self.send_timeout and self.green`` negated in
+    ``ResponseBody.close``: the send timeout stayed on the socket after the
+    stream, for the next request of the kept-alive connection."""
+    with httpx.Client(timeout=10) as client:
+        before = client.get(f"{server.url}/plain-timeout").json()["timeout"]
+        ports = set()
+        r = client.get(f"{server.url}/socket-timeout")
+        assert EventParser().feed(r.content)[0].json() == {"timeout": 1.5}
+        after = client.get(f"{server.url}/plain-timeout")
+        for resp in (r, after):
+            stream = resp.extensions["network_stream"]
+            ports.add(stream.get_extra_info("client_addr")[1])
+        assert len(ports) == 1, "the connection was not kept alive"
+        assert after.json()["timeout"] == before != 1.5

@@ -87,4 +87,9 @@ def create_app() -> Flask:
 
         return sse_response(gen())
 
+    @app.get("/plain-timeout")
+    def plain_timeout() -> Any:
+        """The timeout of the client's socket in a plain (not streamed) view."""
+        return jsonify({"timeout": request.environ["gunicorn.socket"].gettimeout()})
+
     return app
