@@ -367,15 +367,26 @@ EQUIVALENTS = (
         " punsubscribe, ssubscribe, sunsubscribe, pmessage, smessage, pong) sorts after"
         " 'message', so '> \"message\"' skips exactly what '!=' skips",
     ),
+    *(
+        Equivalent(
+            "flask_streaming/brokers/redis.py",
+            op,
+            "if self._handoff is not None:",
+            "the Event a second subscriber waits on while the listener starts: gevent's made"
+            " under threads, threading's under gevent (monkey-patched, so gevent's again);"
+            " gevent's Event is set from another thread and wakes a waiting thread (checked:"
+            " the second subscriber of two racing threads goes on when the first is done)",
+            then="from gevent.event import Event",
+        )
+        for op in ("core/ReplaceComparisonOperator_IsNot_Is", "core/AddNot")
+    ),
     Equivalent(
         "flask_streaming/brokers/redis.py",
-        "core/ReplaceComparisonOperator_IsNot_Is",
-        "if self._handoff is not None:",
-        "the Event a second subscriber waits on while the listener starts: gevent's made"
-        " under threads, threading's under gevent (monkey-patched, so gevent's again);"
-        " gevent's Event is set from another thread and wakes a waiting thread (checked:"
-        " the second subscriber of two racing threads goes on when the first is done)",
-        then="from gevent.event import Event",
+        "core/NumberReplacer",
+        "run_id = line[7:].strip()",
+        "the run id is cut from INFO's 'run_id:' line one character earlier or later: it"
+        " is only compared with the one this code recorded, and any fixed cut still"
+        " tells one server run from the next",
     ),
     Equivalent(
         "flask_streaming/brokers/memory.py",

@@ -383,13 +383,19 @@ def test_brokers_made_without_options_hold_the_settings_defaults(
         publisher.redis.close()
 
 
-def test_a_stream_ended_after_a_resume_is_positioned_at_the_newest_event() -> None:
-    """``replay.generation == self.generation`` made ``is not`` in
-    ``Broker._resume``: a resumed stream stayed positioned at its client's
-    id, not at the newest event of the broker, so the position marker sent
-    when the stream is ended (``end_streams``, a shutdown) was older than
-    what the stream had been told."""
-    broker = MemoryBroker()
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_a_stream_ended_after_a_resume_is_positioned_at_the_newest_event(
+    kind: str, redis_server: RedisServer
+) -> None:
+    """``replay.generation == self.generation`` made ``is not`` (or ``is``:
+    a Redis generation is a new string each time) in ``Broker._resume``: a
+    resumed stream stayed positioned at its client's id, not at the newest
+    event of the broker, so the position marker sent when the stream is
+    ended (``end_streams``, a shutdown) was older than what the stream had
+    been told."""
+    broker: Broker = (
+        MemoryBroker() if kind == "memory" else RedisBroker(redis_server.url, prefix=prefix())
+    )
     mine = broker.publish("mine", "x")
     newest = [broker.publish("theirs", i) for i in range(2)][-1]
     conn = Conn(broker, ["mine"], mine)
@@ -403,6 +409,7 @@ def test_a_stream_ended_after_a_resume_is_positioned_at_the_newest_event() -> No
         again.close()
     finally:
         conn.close()
+        broker.close()
 
 
 def test_a_redis_channel_expires_its_ttl_after_its_last_publish(redis_server: RedisServer) -> None:
