@@ -397,14 +397,25 @@ EQUIVALENTS = (
         " foreign id, else the client's seq)",
         offset=-1,
     ),
+    *(
+        Equivalent(
+            "flask_streaming/brokers/redis.py",
+            f"core/ReplaceComparisonOperator_NotEq_{op}",
+            'msg["type"] != "subscribe" or _text(msg["channel"]) != events',
+            "before the events channel's own SUBSCRIBE confirmation only the control"
+            " channel's confirmation and messages can come (Redis confirms a channel before"
+            " it delivers its messages): they fail the channel test whatever the type test"
+            " says, and the events channel's confirmation ('subscribe') passes both",
+        )
+        for op in ("Gt", "Lt")
+    ),
     Equivalent(
-        "flask_streaming/brokers/redis.py",
-        "core/ReplaceComparisonOperator_NotEq_Gt",
-        'msg["type"] != "subscribe" or _text(msg["channel"]) != events',
-        "before the events channel's own SUBSCRIBE confirmation only the control"
-        " channel's confirmation and messages can come (Redis confirms a channel before"
-        " it delivers its messages): they fail the channel test whatever the type test"
-        " says, and the events channel's confirmation ('subscribe') passes both",
+        "flask_streaming/brokers/base.py",
+        "core/NumberReplacer",
+        "self.last_seq = 0",
+        "a subscriber's starting last_seq made -1 (the -1 mutant): seqs start at 1, so"
+        " no event is dropped by 'seq <= last_seq' either way",
+        offset=-1,
     ),
     Equivalent(
         "flask_streaming/brokers/redis.py",

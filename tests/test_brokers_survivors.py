@@ -565,3 +565,23 @@ def test_an_event_published_from_a_real_thread_of_a_gevent_worker_goes_out_at_on
         assert [e.data for e in got] == ["from a thread"]
     finally:
         s.stop()
+
+
+def test_the_first_event_of_a_broker_published_while_a_resume_is_fetched_arrives() -> None:
+    """``self.last_seq = 0`` made ``1`` in ``Subscriber.__init__``: while a
+    resume's replay was fetched, the broker's very first event (seq 1) was
+    taken for one the stream already had, and dropped."""
+    broker = MemoryBrokerPublishingMidReplay()
+
+    def publish_first() -> None:
+        broker.meanwhile = None
+        broker.publish("news", "first ever")
+
+    broker.meanwhile = publish_first
+    conn = Conn(broker, ["news"], f"{broker.generation}-0")
+    try:
+        assert conn.resets() == []
+        got = conn.wait_for(1)
+        assert data_of(got) == ["first ever"] and seq(got[0].id) == 1
+    finally:
+        conn.close()
