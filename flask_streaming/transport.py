@@ -708,10 +708,12 @@ class ResponseBody:
 
         Returns ``False`` when the socket took none of it (its buffer is
         full): the caller queues *data* for the writer. ``True`` otherwise:
-        all of it went out; or part of it did and the writer is woken to
-        send the rest first (:attr:`Outbox.tail`, before anything queued
-        later); or the client is gone (the stream ends as after a failed
-        write). Never raises for the socket.
+        all of it went out; or part of it did and the writer sends the rest
+        first (:attr:`Outbox.tail`, before anything queued later); or the
+        client is gone (the stream ends as after a failed write). Either
+        way the writer is woken and nothing more goes straight out until it
+        waits idle again, so a burst of puts is written in one go, not one
+        ``send`` each. Never raises for the socket.
         """
         if not data:
             return True
@@ -728,10 +730,13 @@ class ResponseBody:
             return True
         resp.sent += len(data)
         outbox.direct_at = time.monotonic()
+        # One write straight out per wait: what is put next (a burst) is
+        # queued and the writer, woken now, sends it in one write; it arms
+        # again when it next waits idle.
+        outbox.direct = None
         if sent < len(chunk):
-            outbox.direct = None
             outbox.tail = chunk[sent:]
-            outbox._wake.set()
+        outbox._wake.set()
         return True
 
     def _arm_send_timeout(self) -> bool:

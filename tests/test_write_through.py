@@ -352,3 +352,21 @@ def test_nothing_goes_straight_out_on_a_tls_socket(tmp_path: Path) -> None:
     assert served.outbox.direct_at < 0
     _, body = split_response(served.finish())
     assert dechunk(body)[0] == PRELUDE + b"".join(EVENTS)
+
+
+def test_a_burst_goes_out_in_one_write_after_the_first() -> None:
+    """Puts in a row (a publisher's burst, no switch between them): the
+    first goes straight out, the rest are queued and the writer sends them
+    as one chunk, not one ``send`` per event."""
+    served = Served()
+    served.read_until(1)
+    served.idle()
+    burst = [b"data: %d\n\n" % i for i in range(20)]
+    for ev in burst:
+        assert served.outbox.put(ev)
+    assert served.outbox.size == sum(map(len, burst[1:]))  # queued behind the first
+    _, body = split_response(served.finish())
+    decoded, sizes = dechunk(body)
+    assert decoded == PRELUDE + b"".join(burst)
+    assert sizes == [len(PRELUDE), len(burst[0]), sum(map(len, burst[1:]))]
+    assert served.outbox.direct_at > 0
