@@ -137,6 +137,15 @@ def tus_create(w: Wire, length: int) -> str:
     return urlsplit(headers["location"]).path
 
 
+def new_upload(port: int, length: int) -> str:
+    """A new tus upload's path, created on a connection of its own."""
+    w = Wire(port)
+    try:
+        return tus_create(w, length)
+    finally:
+        w.close()
+
+
 def tus_offset(port: int, path: str) -> int:
     w = Wire(port)
     try:
@@ -531,11 +540,8 @@ def test_other_gunicorn_workers_splice(
         APP, workers=1, args=["-k", worker], env={"TUS_APP_CONFIG": json.dumps(CONFIG)}
     )
     whole = data(98, 2 * MiB + 3)
-    w = Wire(server.port)  # one connection per request: sync workers close each
-    try:
-        path = tus_create(w, len(whole))
-    finally:
-        w.close()
+    # one connection per request: sync workers close each
+    path = new_upload(server.port, len(whole))
     w = Wire(server.port)
     try:
         raw = patch(path, 0, whole)

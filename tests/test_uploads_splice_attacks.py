@@ -40,6 +40,7 @@ from .test_uploads_socket_body import (
     Wire,
     body_paths,
     data,
+    new_upload,
     patch,
     request,
     segment,
@@ -368,11 +369,7 @@ def test_curl_expect_100_continue(server: GunicornServer, tmp_path: Path) -> Non
 def test_http_1_0(server: GunicornServer) -> None:
     """An HTTP/1.0 PATCH is spliced and answered, then the connection closes."""
     whole = data(260, 2 * MiB + 1)
-    w = Wire(server.port)
-    try:
-        path = tus_create(w, len(whole))
-    finally:
-        w.close()
+    path = new_upload(server.port, len(whole))
     w = Wire(server.port)
     try:
         w.send(patch(path, 0, whole).replace(b"HTTP/1.1", b"HTTP/1.0", 1))
@@ -429,11 +426,7 @@ def test_a_second_writer_while_a_spliced_body_waits(
     the first then finishes byte-identical."""
     server = serve(live_server, workers=2)
     whole = data(280, 3 * MiB)
-    w = Wire(server.port)
-    try:
-        path = tus_create(w, len(whole))
-    finally:
-        w.close()
+    path = new_upload(server.port, len(whole))
     first = Wire(server.port)
     try:
         raw = patch(path, 0, whole)
@@ -473,11 +466,8 @@ def test_tcp_urgent_data_in_a_spliced_body(
     env = {"TUS_APP_CONFIG": json.dumps({**CONFIG, "STREAMING_BODY_TIMEOUT": 3})}
     server = live_server(APP, workers=1, args=args, env=env)
     whole = data(290, 2 * MiB)
-    w = Wire(server.port)  # one connection per request: sync workers close each
-    try:
-        path = tus_create(w, len(whole))
-    finally:
-        w.close()
+    # one connection per request: sync workers close each
+    path = new_upload(server.port, len(whole))
     w = Wire(server.port)
     try:
         raw = patch(path, 0, whole)
