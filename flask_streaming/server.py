@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import sys
 from typing import Any, Protocol
 
@@ -26,7 +27,10 @@ class ServerSettings(Protocol):
 
 def gunicorn_config() -> Any | None:
     """The running gunicorn's config object, when this process is a gunicorn
-    worker (or a master that preloads the app); ``None`` elsewhere."""
+    worker (or a master that preloads the app): the ``Worker`` or
+    ``Arbiter`` whose ``pid`` is this process's. ``None`` elsewhere, also
+    when gunicorn's classes are merely imported or instantiated by hand (a
+    test harness)."""
     base = sys.modules.get("gunicorn.workers.base")
     arbiter = sys.modules.get("gunicorn.arbiter")
     kinds = tuple(
@@ -34,8 +38,11 @@ def gunicorn_config() -> Any | None:
     )
     if not kinds:
         return None
+    pid = os.getpid()
     for obj in gc.get_objects():
-        if isinstance(obj, kinds):
+        # type(), not isinstance(): a weak proxy whose object is gone
+        # raises ReferenceError at any other look.
+        if issubclass(type(obj), kinds) and getattr(obj, "pid", None) == pid:
             return getattr(obj, "cfg", None)
     return None
 

@@ -4,6 +4,7 @@ no-silent-skips-in-CI hook (tests/ci_skips.py)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -199,8 +200,9 @@ def test_free_port_is_bindable() -> None:
 
 
 def test_mutation_slices_name_files_that_exist() -> None:
-    """scripts/mutation.py's slices point at real modules and test files
-    (a renamed test file must not silently shrink a slice)."""
+    """scripts/mutation.py's slices point at real modules, test files and
+    tests (``file::name``): a renamed test file or test must not silently
+    shrink a slice."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("mutation", ROOT / "scripts" / "mutation.py")
@@ -213,7 +215,11 @@ def test_mutation_slices_name_files_that_exist() -> None:
         del sys.modules["mutation"]
     for s in mutation.SLICES.values():
         for path in (*s.modules, *s.tests):
-            assert (ROOT / path).exists(), (s.name, path)
+            file, _, name = path.partition("::")
+            assert (ROOT / file).exists(), (s.name, path)
+            if name:
+                source = (ROOT / file).read_text()
+                assert re.search(rf"^def {re.escape(name)}\(", source, re.M), (s.name, path)
         assert 'module-path = ["' in mutation._config(s)
 
 
