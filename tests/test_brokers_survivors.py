@@ -41,30 +41,26 @@ def prefix() -> str:
 # -- an event that goes live while a resume's replay is being fetched ------
 
 
-class MemoryBrokerPublishingMidReplay(MemoryBroker):
-    """A memory broker that runs ``meanwhile`` once its replay is read and
+class PublishingMidReplay:
+    """A broker mixin that runs ``meanwhile`` once its replay is read and
     before the resume is handed to the subscriber: the moment another
     publisher may publish."""
 
     meanwhile: Callable[[], None] | None = None
 
     def replay(self, channels: Iterable[str], last_event_id: str) -> Replay:
-        rv = super().replay(channels, last_event_id)
+        rv: Replay = super().replay(channels, last_event_id)  # type: ignore[misc]
         if self.meanwhile is not None:
             self.meanwhile()
         return rv
 
 
-class RedisBrokerPublishingMidReplay(RedisBroker):
-    """:class:`MemoryBrokerPublishingMidReplay` for Redis."""
+class MemoryBrokerPublishingMidReplay(PublishingMidReplay, MemoryBroker):
+    """:class:`PublishingMidReplay` for the memory broker."""
 
-    meanwhile: Callable[[], None] | None = None
 
-    def replay(self, channels: Iterable[str], last_event_id: str) -> Replay:
-        rv = super().replay(channels, last_event_id)
-        if self.meanwhile is not None:
-            self.meanwhile()
-        return rv
+class RedisBrokerPublishingMidReplay(PublishingMidReplay, RedisBroker):
+    """:class:`PublishingMidReplay` for Redis."""
 
 
 @pytest.fixture(params=["memory", "redis"])

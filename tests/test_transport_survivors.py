@@ -200,28 +200,6 @@ def test_a_stream_works_under_gevent_without_a_gunicorn_socket(tmp_path: Path) -
     assert [e.data for e in EventParser().feed(body.encode())] == ["one", "two"]
 
 
-def test_a_producer_waiting_for_room_goes_on_when_the_stream_finishes() -> None:
-    """``if self._room is not None`` negated in ``Outbox.finish``: a
-    producer blocked behind ``high_water`` was never woken when the stream
-    was finished (a shutdown, a slow-consumer cut-off), and hung."""
-    import threading
-
-    box = Outbox(high_water=4, green=False)
-    box.put(b"12345")
-    done = threading.Event()
-
-    def producer() -> None:
-        box.wait_room()
-        done.set()
-
-    threading.Thread(target=producer, daemon=True).start()
-    assert not done.wait(0.05)  # behind by high_water: blocked
-    box.finish("shutdown")
-    assert done.wait(5.0)
-    assert box.drain() == b"12345" and box.reason == "shutdown"
-
-
-@pytest.mark.live
 def test_a_generator_that_never_blocks_lets_its_events_out_at_once(
     server: GunicornServer,
 ) -> None:

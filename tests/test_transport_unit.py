@@ -121,7 +121,9 @@ def test_outbox_flush_wakes_and_marks_urgent() -> None:
 
 
 @pytest.mark.parametrize(
-    "release", [Outbox.drain, Outbox.disconnect], ids=["drained", "client gone"]
+    "release",
+    [Outbox.drain, Outbox.disconnect, lambda box: box.finish("shutdown")],
+    ids=["drained", "client gone", "finished"],
 )
 def test_outbox_wait_room_blocks_until_drained_or_gone(release: Callable[[Outbox], Any]) -> None:
     box = outbox(high_water=4)
