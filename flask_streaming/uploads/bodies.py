@@ -34,7 +34,7 @@ from ..errors import (
 )
 from ..transport import gevent_active
 from .segments import BLOCK_SIZE
-from .storage import PipeWritable, Staging
+from .storage import NO_SPLICE_ERRNOS, PipeWritable, Staging
 
 #: Checksum algorithms a client may name (``<algorithm>=<base64 digest>``).
 CHECKSUM_ALGORITHMS = ("sha256", "sha1", "md5")
@@ -93,10 +93,6 @@ SOCKET_BUFFER = 1024 * 1024
 #: two timeouts after the last byte).
 SPLICE_LOWAT = SOCKET_BUFFER
 _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
-
-
-#: What ``splice(2)`` answers for a socket it cannot read from.
-_NO_SPLICE_ERRNOS = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
 
 
 class SpliceUnsupported(OSError):
@@ -281,7 +277,7 @@ class SocketBody(io.RawIOBase):
                     if woken:  # readable, yet splice stops: TCP urgent data (recv skips it)
                         raise SpliceUnsupported(errno.EAGAIN, "urgent data") from None
                 except OSError as exc:
-                    if exc.errno in _NO_SPLICE_ERRNOS:  # nothing moved: copy instead
+                    if exc.errno in NO_SPLICE_ERRNOS:  # nothing moved: copy instead
                         raise SpliceUnsupported(exc.errno, exc.strerror) from exc
                     raise
                 self._wake_at(min(want, SPLICE_LOWAT))

@@ -82,6 +82,10 @@ class Staging(Protocol):
         """Let go: remove bytes not placed, drop the append lock."""
 
 
+#: What ``splice(2)`` answers for a file or socket it cannot take part in.
+NO_SPLICE_ERRNOS = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
+
+
 @runtime_checkable
 class PipeWritable(Protocol):
     """A :class:`Staging` that takes bytes straight from a pipe (a file
@@ -279,7 +283,7 @@ class FileStaging:
             try:
                 n = os.splice(pipe, self._fd, left)
             except OSError as exc:
-                if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                if exc.errno not in NO_SPLICE_ERRNOS:
                     raise
                 # A file system that cannot be spliced to: through memory.
                 while left:
