@@ -392,6 +392,11 @@ class Impl:
     needs: tuple[str, ...] = ()
     #: server worker processes (memory is summed over all of them)
     workers: int = 1
+    #: answers a subscriber (status line and headers) before its first
+    #: event; if not (Flask-SSE: its headers go out with the first event),
+    #: the load client holds a subscriber once its request is sent and only
+    #: the server's own count (``/stats``) proves it held
+    head: bool = True
 
 
 OURS = Impl(
@@ -417,6 +422,7 @@ FLASK_SSE = Impl(
     "/events?channel=fanout",
     redis=True,
     needs=("flask_sse",),
+    head=False,
 )
 NCHAN = Impl(
     "peer: nginx + nchan (C), 1 worker, EventSource",
@@ -453,6 +459,8 @@ class Run:
     redis_kib: float | None = None
     redis_clients: int | None = None
     connect_seconds: float = 0.0
+    #: connects the load client retried (refused, reset, closed before the head)
+    retries: int = 0
     problem: str = ""
 
     @property
@@ -476,6 +484,10 @@ class Run:
         if self.redis_kib is not None:
             parts.append(f"redis-server +{self.redis_kib:.1f} KiB/conn")
         parts.append(f"{self.complete:,}/{self.clients:,} subscribers got all {self.events}")
+        if self.retries:
+            parts.append(f"{self.retries:,} connects retried")
+        if not self.impl.head:
+            parts.append("held: request sent and the server's count (no head before an event)")
         if self.problem:
             parts.append(self.problem)
         return Measurement(
@@ -532,6 +544,26 @@ def _client(ctx: Context, port: int, path: str, publish: str, **opts: Any) -> It
                     f.close()
 
 
+class BrokenRun(RuntimeError):
+    """A run that cannot be measured (not every subscriber held); its
+    message is the reason, shown in the table."""
+
+
+def unheld(connected: dict[str, Any], clients: int) -> str:
+    """Why the load client's ``connected`` report is not a run to publish
+    to ("": every one of *clients* subscribers is held, its response head
+    received)."""
+    held = connected.get("connected", 0)
+    if held >= clients and not connected.get("failed"):
+        return ""
+    return (
+        f"broken run, not published: the client holds {held:,} of {clients:,} subscribers"
+        f" (response heads received) after {connected.get('seconds', 0):.1f} s;"
+        f" {connected.get('failed', 0):,} failed {connected.get('errors', {})},"
+        f" {connected.get('retries', 0):,} retried {connected.get('retry_errors', {})}"
+    )
+
+
 def _drive(
     ctx: Context,
     port: int,
@@ -542,12 +574,18 @@ def _drive(
     rate: float = 0.0,
     idle: Callable[[dict[str, Any]], None] | None = None,
     source: str = "",
+    head: bool = True,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Connect *clients* subscribers, wait until the server holds them all,
-    call *idle* with the client's ``connected`` report (memory readings),
-    publish, and return the client's ``connected`` and ``done`` reports."""
+    """Connect *clients* subscribers; unless the load client holds every one
+    (its response head received; with *head* false: its request sent) and
+    the server's own count agrees within a bounded time, raise
+    :class:`BrokenRun` without publishing. Then call *idle* with the
+    client's ``connected`` report (memory readings), publish, and return the
+    client's ``connected`` and ``done`` reports."""
     publish = f"/publish?n={events}" + (f"&rate={rate:g}" if rate else "")
     publish_seconds = events / rate if rate else 0.0
+    # A worker on a busy core may take a while to answer 18,500 requests.
+    hold = max(60.0, clients / 100)
     with _client(
         ctx,
         port,
@@ -556,18 +594,21 @@ def _drive(
         clients=clients,
         events=events,
         timeout=ctx.timeout,
+        connect_timeout=hold,
+        held_on="head" if head else "sent",
         **({"source": source} if source else {}),
     ) as proc:
-        connected = _line(proc, 120)
+        connected = _line(proc, hold + 30)
+        problem = unheld(connected, clients)
+        if problem:
+            raise BrokenRun(problem)
         want = connected["connected"]
-        # A worker on a busy core may take a while to answer 18,500 requests.
-        hold = max(60.0, clients / 100)
         deadline = time.monotonic() + hold
         while (held := server_stats(port)["subscribers"]) < want:
             if time.monotonic() > deadline:
-                raise TimeoutError(
+                raise BrokenRun(
                     f"the server holds {held} of {want} subscribers after {hold:.0f} s"
-                    f" (client: {connected})"
+                    f" (client: {connected}); not published"
                 )
             time.sleep(0.2)
         if idle is not None:
@@ -650,7 +691,7 @@ def run_impl(
         server = _start(ctx, impl, nofile, env)
         port = server.port
         # Warm-up: imports, first requests, the broker's lazy set-up.
-        _drive(ctx, port, impl.path, clients=20, events=2)
+        _drive(ctx, port, impl.path, clients=20, events=2, head=impl.head)
         # One more event, to nobody: peers that notice a gone client only
         # when a write fails let go of the warm-up's subscribers now.
         fetch(port, "/publish?n=1", timeout=10)
@@ -683,11 +724,11 @@ def run_impl(
             rate=rate,
             idle=idle,
             source=source,
+            head=impl.head,
         )
         run.connected = connected["connected"]
         run.connect_seconds = connected["seconds"]
-        if connected["failed"]:
-            run.problem = f"{connected['failed']} connects failed: {connected['errors']}"
+        run.retries = connected.get("retries", 0)
         run.received = done["received"]
         run.complete = done["complete"]
         first = done["published"].get("first", done["t_go"])
@@ -695,6 +736,8 @@ def run_impl(
         run.p50, run.p99 = done["p50"], done["p99"]
         if done["published"].get("error"):
             run.problem = f"publish failed: {done['published']['error']}"
+    except BrokenRun as exc:
+        run.problem = str(exc)
     except Exception as exc:
         run.problem = f"failed: {exc!r}"
         if server is not None:
@@ -961,6 +1004,7 @@ def idle_max(ctx: Context) -> list[Result]:
                 + " KiB/conn (runs: "
                 + ", ".join(f"{x:.1f}" for x in kib)
                 + f"); {mid.complete:,}/{clients:,} reached"
+                + (f"; {mid.retries:,} connects retried" if mid.retries else "")
                 + (f"; {mid.problem}" if mid.problem else "")
             ),
         )
