@@ -102,7 +102,9 @@ SLICES = {
             ("flask_streaming/brokers",),
             ("tests/test_brokers_survivors.py", "tests/test_channels.py", "tests/test_resume.py",
              "tests/test_malformed.py::test_parse_last_event_id_round_trips",
-             "tests/test_channels_live.py"),
+             "tests/test_channels_live.py",
+             # waits out the listener's 10 s SUBSCRIBE deadline: last
+             "tests/test_brokers_survivors_slow.py"),
             timeout=300.0,
             note="memory and Redis brokers (real redis-server and gunicorn tests included)",
         ),
@@ -406,8 +408,40 @@ EQUIVALENTS = (
             " channel's confirmation and messages can come (Redis confirms a channel before"
             " it delivers its messages): they fail the channel test whatever the type test"
             " says, and the events channel's confirmation ('subscribe') passes both",
+            at='!= "subscribe"',
         )
         for op in ("Gt", "Lt")
+    ),
+    *(
+        Equivalent(
+            "flask_streaming/brokers/redis.py",
+            f"core/ReplaceComparisonOperator_NotEq_{op}",
+            'msg["type"] != "subscribe" or _text(msg["channel"]) != events',
+            "the listener's wait for the SUBSCRIBE confirmation stops at the control"
+            " channel's confirmation instead of the events channel's (== events, >= events,"
+            " > events, is events: '<prefix>:control' sorts before '<prefix>:events', and a"
+            " decoded name is never the events object) or, for < events, at the events"
+            " channel's as before: both channels are subscribed by one SUBSCRIBE command,"
+            " which Redis runs at once before it sends either confirmation, so events"
+            " published after either confirmation reach the listener all the same",
+            at="!= events",
+        )
+        for op in ("Eq", "Gt", "GtE", "Lt", "Is")
+    ),
+    Equivalent(
+        "flask_streaming/brokers/redis.py",
+        "core/ReplaceBinaryOperator_Add_BitOr",
+        "entries, (last, trimmed) = results[2 * i], results[2 * i + 1]",
+        "2 * i is even, so 2 * i | 1 is 2 * i + 1 (the same result of the pipeline)",
+        at="+ 1]",
+    ),
+    Equivalent(
+        "flask_streaming/brokers/redis.py",
+        "core/ReplaceComparisonOperator_Eq_GtE",
+        'if _text(msg["channel"]) == events:',
+        "the listener is subscribed to two channels only, '<prefix>:control' and"
+        " '<prefix>:events', and the control channel sorts before the events channel:"
+        " '>= events' is true exactly for the events channel",
     ),
     Equivalent(
         "flask_streaming/brokers/base.py",

@@ -581,3 +581,155 @@ def test_the_first_event_of_a_broker_published_while_a_resume_is_fetched_arrives
         assert data_of(got) == ["first ever"] and seq(got[0].id) == 1
     finally:
         conn.close()
+
+
+def test_a_listener_refused_again_and_again_backs_off_exponentially(
+    redis_factory: Callable[..., RedisServer],
+) -> None:
+    """``backoff * 2`` made ``backoff / 2`` in ``RedisBroker._listen``: a
+    listener Redis kept refusing tried again faster and faster (50 ms, 25,
+    12.5, ...), hammering a Redis in trouble, instead of waiting 50 ms, 100,
+    200, 400 ... (at most 2 s) between its tries. Here Redis refuses pub/sub
+    channels (an ACL) for 1.5 s."""
+    server = redis_factory()
+    admin = redis_lib.Redis.from_url(server.url)
+    acl: Callable[..., Any] = admin.execute_command
+    acl("ACL", "SETUSER", "default", "resetchannels")
+    broker = RedisBroker(server.url, prefix=prefix())
+    conn = Conn(broker, ["room"])
+    try:
+        deadline = time.monotonic() + 10
+        while broker.reconnects == 0 and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert broker.reconnects >= 1, "the listener was not refused"
+        time.sleep(1.5)
+        # sleeps of 0.05, 0.1, 0.2, 0.4, 0.8 s: 5 tries, a 6th if slow
+        tries = broker.reconnects
+        assert 3 <= tries <= 6, f"{tries} tries in 1.5 s"
+        acl("ACL", "SETUSER", "default", "allchannels")
+        event_id = broker.publish("room", "hello")
+        assert [e.id for e in conn.wait_for(1, timeout=10)] == [event_id]
+    finally:
+        conn.close()
+        broker.close()
+        admin.close()
+
+
+def test_a_resume_past_an_odd_history_size_still_in_the_redis_stream_is_a_gap(
+    redis_server: RedisServer,
+) -> None:
+    """``count=size + 1`` made ``size | 1`` in ``RedisPublisher.replay``:
+    with an odd ``history_size`` the replay read no entry past the history,
+    so a client further behind than ``history_size`` events, whose older
+    events were still in the stream (not yet trimmed: it holds up to
+    :func:`stream_bound` entries), got the newest ``history_size`` events
+    without the ``stream-reset`` that tells it the rest is missing."""
+    size = 5
+    broker = RedisBroker(redis_server.url, prefix=prefix(), history_size=size)
+    try:
+        ids = [broker.publish("odd", i) for i in range(8)]  # 8 < 5 + 8: no trim yet
+        assert broker.redis.xlen(broker.publisher.stream_key("odd")) == 8
+        conn = Conn(broker, ["odd"], ids[0])
+        try:
+            resets = conn.resets()
+            assert [r.json()["reason"] for r in resets] == ["history"]
+            # the newest missing event: the one before the replayed ones
+            assert resets[0].id == ids[2]
+            assert data_of(conn.data()) == [str(i) for i in range(3, 8)]
+        finally:
+            conn.close()
+    finally:
+        broker.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_an_explicit_id_equal_to_the_last_one_is_refused(
+    kind: str, redis_server: RedisServer
+) -> None:
+    """``min_seq <= self.seq`` made ``<`` in ``MemoryBroker._publish``: an
+    explicit id equal to the last seq was taken, so two events had the same
+    id and a client resuming after it missed the second (the docstring of
+    ``publish``: an explicit id must be *above* the last seq). Redis's script
+    refuses it too."""
+    broker: Broker = (
+        MemoryBroker() if kind == "memory" else RedisBroker(redis_server.url, prefix=prefix())
+    )
+    try:
+        first = broker.publish("c", "first", id=7)
+        assert seq(first) == 7
+        with pytest.raises((ValueError, redis_lib.ResponseError)):
+            broker.publish("c", "again", id=7)
+        conn = Conn(broker, ["c"], f"{first.rsplit('-', 1)[0]}-6")
+        try:
+            got = conn.data()
+            assert [e.id for e in got] == [first] and data_of(got) == ["first"]
+        finally:
+            conn.close()
+        assert seq(broker.publish("c", "next", id=8)) == 8
+    finally:
+        broker.close()
+
+
+def test_a_history_ttl_of_a_millisecond_or_less_is_one_millisecond() -> None:
+    """``max(1, ...)`` made ``max(2, ...)`` in ``RedisPublisher.ttl_ms``: a
+    ``history_ttl`` of 1 ms (or less, but above 0) kept a channel's stream
+    2 ms; the floor is the smallest ``PEXPIRE`` that keeps it at all, 1 ms.
+    (``max(0, ...)`` is the test above.)"""
+    for ttl in (0.0004, 0.001, 0.0019):
+        assert RedisPublisher("redis://127.0.0.1:1/0", history_ttl=ttl).ttl_ms == 1
+    assert RedisPublisher("redis://127.0.0.1:1/0", history_ttl=0.002).ttl_ms == 2
+
+
+def test_a_redis_resume_from_before_a_trim_is_a_gap_and_from_the_trim_point_none(
+    redis_server: RedisServer,
+) -> None:
+    """``int(trimmed) > after`` made ``==`` in ``RedisPublisher.replay``:
+    right after a trim the stream holds exactly ``history_size`` entries, so
+    only the record's ``trimmed`` tells that a client from before it missed
+    events (it got the rest with no ``stream-reset``), and a client at
+    exactly the trimmed seq, which missed nothing, got a reset."""
+    size = 5
+    broker = RedisBroker(redis_server.url, prefix=prefix(), history_size=size)
+    try:
+        # the 13th publish reaches stream_bound(5) = 13 entries: trimmed back to 5
+        ids = [broker.publish("t", i) for i in range(13)]
+        publisher = broker.publisher
+        assert broker.redis.xlen(publisher.stream_key("t")) == size
+        assert int(broker.redis.hget(publisher.record_key("t"), "trimmed")) == seq(ids[7])
+        behind = Conn(broker, ["t"], ids[0])
+        at_trim = Conn(broker, ["t"], ids[7])
+        try:
+            resets = behind.resets()
+            assert [r.json()["reason"] for r in resets] == ["history"]
+            assert resets[0].id == ids[7]
+            assert data_of(behind.data()) == [str(i) for i in range(8, 13)]
+            assert at_trim.resets() == []
+            assert data_of(at_trim.data()) == [str(i) for i in range(8, 13)]
+        finally:
+            behind.close()
+            at_trim.close()
+    finally:
+        broker.close()
+
+
+def test_a_subscriber_whose_replay_was_sent_may_lag_exactly_max_queue_live_events() -> None:
+    """``self.backlog = 0`` made ``-1`` in ``Subscriber.deliver``: once the
+    writer had taken the replay, every later live event counted one chunk
+    less (and one byte more) of lag, so a subscriber was cut off one event
+    late, at ``max_queue + 1`` events behind."""
+    broker = MemoryBroker(max_queue=10)
+    before = broker.publish("a", "before")
+    for i in range(5):
+        broker.publish("a", i)
+    conn = Conn(broker, ["a"], before)
+    try:
+        assert data_of(conn.data()) == [str(i) for i in range(5)]  # the writer took the replay
+        for i in range(10):
+            broker.publish("a", f"live{i}")
+        assert not conn.ended
+        broker.publish("a", "one too many")
+        assert conn.wait_end()
+        assert conn.events[-1].event == "stream-error"
+        assert data_of(conn.data()) == [*map(str, range(5)), *(f"live{i}" for i in range(10))]
+    finally:
+        conn.close()
