@@ -101,8 +101,11 @@ def test_memory_broker_warns_when_several_workers(
 
 @pytest.mark.redis
 def test_redis_fans_out_across_workers_with_one_pubsub_connection_each(
-    live_server: Callable[..., GunicornServer], redis_server: Any
+    live_server: Callable[..., GunicornServer], redis_factory: Callable[..., Any]
 ) -> None:
+    # A Redis of its own: the session-wide one may still hold a pub/sub
+    # connection of an earlier test's broker, which this count must not see.
+    redis_server = redis_factory()
     server = live_server(APP, workers=2, env={"BROKER_URL": redis_server.url})
     subs = subscribers_on_every_worker(server, "fan", 2)
     sub_pids = {s.response_headers["x-worker-pid"] for s in subs}
