@@ -439,6 +439,16 @@ class Settings:
     #: (its socket buffer is full) before the connection is cut (``0``: wait
     #: forever). Needs gunicorn's gevent worker.
     send_timeout: float = _key(30.0, _seconds(0.0, zero="no limit"))
+    #: Seconds an event stream may be idle before it is *parked* (``0``:
+    #: never): gunicorn's request greenlet hands the connection over and
+    #: ends, and the idle stream holds no greenlet and no request objects
+    #: (about 2.5 KiB per connection instead of 15; see
+    #: docs/deployment.rst). Events and heartbeats are sent as before. Under
+    #: gunicorn's gevent worker on plain HTTP/1.1 only, where the stream may
+    #: write straight to the socket (not over TLS, not behind a WSGI
+    #: middleware that wraps the body). Gunicorn logs the request when it
+    #: is parked, and the connection is not kept alive after the stream.
+    park_after: float = _key(1.0, _seconds(0.0, zero="never"))
     #: Key prefix of everything the Redis broker stores.
     redis_prefix: str = _key("flask_streaming", Check(_nonempty_text, "a non-empty string"))
     #: Folder of the upload store; ``None``: ``streaming-uploads`` in the

@@ -139,6 +139,7 @@ def event_body(
         channels=channels,
         on_shutdown=on_shutdown,
         send_timeout=settings.send_timeout,
+        park_after=settings.park_after,
     )
 
 

@@ -23,6 +23,7 @@ are what an app's code writes to.
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import errno
 import itertools
@@ -34,7 +35,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .deprecations import renamed
@@ -78,6 +79,12 @@ def open_stream_count() -> int:
     """How many streams of this process started and have not closed yet (a
     ``/stats`` route's figure, or a test's check that nothing leaked)."""
     return len(_open_streams)
+
+
+def parked_stream_count() -> int:
+    """How many of the open streams are parked (``STREAMING_PARK_AFTER``):
+    idle, holding no greenlet of the server's."""
+    return sum(1 for body in list(_open_streams) if body.parked)
 
 
 def shutdown_streams() -> int:
@@ -184,18 +191,25 @@ class _GreenWake:
     idle connection's memory.
     """
 
-    __slots__ = ("_flag", "_scheduled", "_waiter")
+    __slots__ = ("_flag", "_scheduled", "_waiter", "resume")
 
     def __init__(self) -> None:
         self._flag = False
         self._scheduled = False
         self._waiter: Any = None
+        #: called once (then cleared) by :meth:`set` when no greenlet
+        #: waits: how a parked stream is woken (:meth:`Outbox.park`)
+        self.resume: Callable[[], None] | None = None
 
     def set(self) -> None:
         self._flag = True
-        if self._waiter is not None and not self._scheduled:
-            self._scheduled = True
-            _hub().loop.run_callback(self._notify)
+        if self._waiter is not None:
+            if not self._scheduled:
+                self._scheduled = True
+                _hub().loop.run_callback(self._notify)
+        elif self.resume is not None:
+            resume, self.resume = self.resume, None
+            resume()
 
     def _notify(self) -> None:
         self._scheduled = False
@@ -235,6 +249,28 @@ def _hub() -> Any:
     from gevent import get_hub
 
     return get_hub()
+
+
+def _spawn_raw(fn: Callable[..., Any], *args: Any) -> None:
+    """Run *fn* in a new plain greenlet on the hub's next turn (it must
+    handle its own errors)."""
+    from gevent import spawn_raw
+
+    spawn_raw(fn, *args)
+
+
+class _Idle:
+    """What :meth:`ResponseBody._frames` yields when it waits idle: the
+    seconds until a heartbeat is due (``None``: none)."""
+
+    __slots__ = ("timeout",)
+
+    def __init__(self, timeout: float | None) -> None:
+        self.timeout = timeout
+
+
+#: the frames of a stream (:meth:`ResponseBody._frames`)
+_Frames = Generator[bytes | _Idle, bool | None, None]
 
 
 def _getcurrent() -> Any:
@@ -411,6 +447,29 @@ class Outbox:
     def clear_wake(self) -> None:
         self._wake.clear()
 
+    def park(self, resume: Callable[[], None]) -> bool:
+        """Under gevent, with no greenlet waiting: have the next wake-up
+        call *resume* (once, from the waker's greenlet; it must not block).
+        ``False`` (and nothing armed) when a wake-up already came."""
+        wake = self._wake
+        if wake.is_set():
+            return False
+        wake.resume = resume
+        return True
+
+    @property
+    def parked(self) -> bool:
+        """``True`` while :meth:`park`'s callback is armed."""
+        return getattr(self._wake, "resume", None) is not None
+
+    def unpark(self) -> bool:
+        """Disarm :meth:`park`'s callback; ``True`` if it was still armed."""
+        wake = self._wake
+        armed = getattr(wake, "resume", None) is not None
+        if armed:
+            wake.resume = None
+        return armed
+
     def wait(self, timeout: float | None) -> bool:
         """Wait until woken or *timeout* seconds passed; ``True`` if woken."""
         return bool(self._wake.wait(timeout))
@@ -430,7 +489,7 @@ class _DisconnectWatcher:
         self._watcher: Any = None
         sock = environ.get("gunicorn.socket")
         raw = getattr(sock, "_sock", None)
-        if raw is None or not gevent_active():
+        if raw is None or not outbox.green:  # a gevent socket, gevent's loop
             return
         try:
             fd = raw.fileno()
@@ -455,6 +514,11 @@ class _DisconnectWatcher:
             self._outbox.disconnect()
         # else: the client sent more (a pipelined request); a failed write
         # will tell us if it leaves.
+
+    def rebind(self, raw: Any) -> None:
+        """Peek through *raw* from now on (the same descriptor, another
+        socket object: a parked stream's)."""
+        self._raw = raw
 
     def stop(self) -> None:
         if self._watcher is not None:
@@ -495,12 +559,24 @@ class ResponseBody:
     :param send_timeout: seconds a write may wait for room in the socket
         under gevent before the client is cut off (``0``: no limit; the
         callers pass ``STREAMING_SEND_TIMEOUT``).
+    :param park_after: seconds of idleness after which the stream is
+        *parked* (``0``: never; event streams pass
+        ``STREAMING_PARK_AFTER``): gunicorn's request greenlet hands the
+        connection over and ends; the stream then holds no greenlet, no
+        request objects and no server objects, only its socket, an idle
+        watcher and a heartbeat timer, and a short-lived greenlet writes
+        whenever there is something to write. Only where writes may go
+        straight to the socket (see :meth:`write_through`).
     """
 
     __slots__ = (
+        "_chunked",
         "_fd",
+        "_frames_gen",
+        "_parked",
         "_raw",
         "_resp",
+        "_timer",
         "_watcher",
         "app",
         "channels",
@@ -512,6 +588,7 @@ class ResponseBody:
         "on_close",
         "on_shutdown",
         "outbox",
+        "park_after",
         "ping",
         "ping_bytes",
         "prelude",
@@ -535,6 +612,7 @@ class ResponseBody:
         channels: tuple[str, ...] = (),
         on_shutdown: Callable[[], bytes] | None = None,
         send_timeout: float = 0.0,
+        park_after: float = 0.0,
     ) -> None:
         self.id = next(_ids)
         self.outbox = outbox
@@ -553,15 +631,23 @@ class ResponseBody:
         self.on_shutdown = on_shutdown
         #: seconds a write may wait for a client that stopped reading
         self.send_timeout = send_timeout
+        #: seconds idle before the stream is parked (``0``: never)
+        self.park_after = park_after
         self.started = False
         self.closed = False
         self._watcher: _DisconnectWatcher | None = None
         self._fd = -1
         #: the server's response (gunicorn's) and the client's raw socket,
         #: when writes may go straight to the socket; ``False``: not looked
-        #: for yet, ``None``: they may not.
+        #: for yet, ``None``: they may not (or the stream is parked: then
+        #: only ``_raw`` is set).
         self._resp: Any = False
         self._raw: Any = None
+        #: the body is framed as HTTP/1.1 chunks (gunicorn's choice)
+        self._chunked = False
+        self._parked = False
+        self._frames_gen: Any = None
+        self._timer: Any = None
 
     @property
     def reason(self) -> str | None:
@@ -572,92 +658,133 @@ class ResponseBody:
     def remote_addr(self) -> str | None:
         return self.environ.get("REMOTE_ADDR")
 
+    @property
+    def parked(self) -> bool:
+        """``True`` once the server's greenlet handed the connection over
+        (``park_after``): the stream now writes from greenlets of its own."""
+        return self._parked
+
     def __iter__(self) -> Iterator[bytes]:
         return self._run()
 
     def _run(self) -> Iterator[bytes]:
-        """The frames of the stream, from the prelude to the end. Its
-        ``finally`` releases the stream (:meth:`close`) as soon as its frames
-        end or the iteration is abandoned, not only when the server calls
-        :meth:`close`: a middleware or ``after_request`` hook (Flask-Compress)
-        that wraps the body may never pass the server's ``close()`` on. One
-        generator, not a wrapper around another: an idle stream's greenlet
-        then saves one interpreter frame less (about 400 bytes of C stack)."""
+        """What the server iterates: the frames of the stream (bytes), from
+        the prelude to the end, waiting while it is idle. Its ``finally``
+        releases the stream (:meth:`close`) as soon as its frames end or the
+        iteration is abandoned, not only when the server calls :meth:`close`:
+        a middleware or ``after_request`` hook (Flask-Compress) that wraps
+        the body may never pass the server's ``close()`` on; unless the
+        stream was parked, which hands it over and returns."""
+        frames = self._frames()
+        parked = False
         try:
-            outbox = self.outbox
-            self.started = True
-            _open_streams.add(self)
-            if not self.green:
-                _warn_sync_once()
-            elif self.on_shutdown is not None:
-                _install_shutdown_hook()
-            self._watcher = _DisconnectWatcher(self.environ, outbox)
-            if self.app is not None:
-                stream_opened.send(self.app, stream=self, channels=self.channels)
-            if _shutting_down and self.on_shutdown is not None:
-                # This worker is stopping: send the client elsewhere at once.
-                outbox.finish("shutdown")
-                yield self.prelude + self.on_shutdown()
-                return
-            if self.producer is not None:
-                self.producer.start(self)
-            guarded = self._arm_send_timeout()
-            yield self.prelude
-            interval, ping = self.flush_interval, self.ping
-            monotonic = time.monotonic
+            if self._resp is False:
+                self._resp = self._find_response(sys._getframe(1).f_code)
+            outbox, park_after = self.outbox, self.park_after
+            value: bool | None = None
             while True:
-                outbox.clear_wake()
-                if outbox.gone:
-                    return
-                if outbox.tail:
-                    # A write straight to the socket went out half-way: its
-                    # rest goes first, as it is (already framed).
-                    if guarded and not self._has_room():
-                        return
-                    tail, outbox.tail = outbox.tail, b""
-                    self.environ["gunicorn.socket"].sendall(tail)
+                item = frames.send(value)
+                if not isinstance(item, _Idle):
+                    value = None
+                    yield item
                     continue
-                if outbox.size:
-                    wait = 0.0
-                    if (
-                        interval
-                        and not (outbox.finished or outbox.urgent)
-                        and outbox.size < outbox.high_water
-                    ):
-                        wait = interval - (monotonic() - outbox.first_at)
-                    if wait <= 0:
-                        if guarded and not self._has_room():
-                            return
-                        yield outbox.drain()
-                        continue
-                    outbox.wait(wait)
+                timeout = item.timeout
+                if not (park_after and outbox.direct is self):
+                    value = outbox.wait(timeout)
                     continue
-                if outbox.finished:
-                    if outbox.error is not None:
-                        if outbox.error:
-                            yield outbox.error
-                        self._shut()
-                        raise StreamAborted()
-                    return
-                # Idle: wait for data; a heartbeat is due *ping* s after the
-                # last write, counting writes straight to the socket.
-                armed = not interval and self._arm_direct()
-                timeout = ping
-                while True:
-                    mark = outbox.direct_at
-                    woken = outbox.wait(timeout)
-                    if woken or ping is None or outbox.direct_at == mark:
-                        break
-                    timeout = max(ping - (monotonic() - outbox.direct_at), 0.0)
-                if armed:
-                    outbox.direct = None
-                if woken or ping is None or outbox.gone:
+                # Writes go straight to the socket: park once idle so long.
+                value = outbox.wait(park_after if timeout is None else min(timeout, park_after))
+                if value or (timeout is not None and timeout <= park_after):
                     continue
+                self._park(frames, None if timeout is None else timeout - park_after)
+                parked = True
+                return
+        except StopIteration:
+            return
+        finally:
+            if not parked:
+                frames.close()
+                self.close()
+
+    def _frames(self) -> _Frames:
+        """The stream's frames: bytes to send, or an :class:`_Idle` when it
+        waits for data (sent back: ``True`` when woken, ``False`` when the
+        heartbeat is due). One generator for the server's greenlet and, once
+        parked, for the greenlets that write for it."""
+        outbox = self.outbox
+        self.started = True
+        _open_streams.add(self)
+        if not self.green:
+            _warn_sync_once()
+        elif self.on_shutdown is not None:
+            _install_shutdown_hook()
+        self._watcher = _DisconnectWatcher(self.environ, outbox)
+        if self.app is not None:
+            stream_opened.send(self.app, stream=self, channels=self.channels)
+        if _shutting_down and self.on_shutdown is not None:
+            # This worker is stopping: send the client elsewhere at once.
+            outbox.finish("shutdown")
+            yield self.prelude + self.on_shutdown()
+            return
+        if self.producer is not None:
+            self.producer.start(self)
+        guarded = self._arm_send_timeout()
+        yield self.prelude
+        interval, ping = self.flush_interval, self.ping
+        monotonic = time.monotonic
+        while True:
+            outbox.clear_wake()
+            if outbox.gone:
+                return
+            if outbox.tail:
+                # A write straight to the socket went out half-way: its
+                # rest goes first, as it is (already framed).
                 if guarded and not self._has_room():
                     return
-                yield self.ping_bytes
-        finally:
-            self.close()
+                tail, outbox.tail = outbox.tail, b""
+                self._send_all(tail)
+                continue
+            if outbox.size:
+                wait = 0.0
+                if (
+                    interval
+                    and not (outbox.finished or outbox.urgent)
+                    and outbox.size < outbox.high_water
+                ):
+                    wait = interval - (monotonic() - outbox.first_at)
+                if wait <= 0:
+                    if guarded and not self._has_room():
+                        return
+                    yield outbox.drain()
+                    continue
+                outbox.wait(wait)
+                continue
+            if outbox.finished:
+                if outbox.error is not None:
+                    if outbox.error:
+                        yield outbox.error
+                    self._shut()
+                    raise StreamAborted()
+                return
+            # Idle: wait for data; a heartbeat is due *ping* s after the
+            # last write, counting writes straight to the socket.
+            armed = not interval and self._arm_direct()
+            timeout = ping
+            while True:
+                mark = outbox.direct_at
+                woken = yield _Idle(timeout)
+                if woken or ping is None or outbox.direct_at == mark:
+                    break
+                timeout = max(ping - (monotonic() - outbox.direct_at), 0.0)
+                if armed and outbox.direct is None and not outbox.size:
+                    outbox.direct = self  # a write went straight out
+            if armed:
+                outbox.direct = None
+            if woken or ping is None or outbox.gone:
+                continue
+            if guarded and not self._has_room():
+                return
+            yield self.ping_bytes
 
     def _arm_direct(self) -> bool:
         """Let puts write straight to the socket while the writer waits idle
@@ -666,11 +793,9 @@ class ResponseBody:
         (no middleware between them to see or change the bytes; when it
         resumes the body, it has written all the body yielded), for a body
         gunicorn neither cuts at a ``Content-Length`` nor drops (``HEAD``,
-        204, 304). Called from :meth:`_run` only. ``False``: not now."""
-        resp = self._resp
-        if resp is False:
-            resp = self._resp = self._find_response(sys._getframe(2).f_code)
-        if resp is None:
+        204, 304); and while parked. Called from :meth:`_frames` only.
+        ``False``: not now."""
+        if not (self._resp or self._parked):
             return False
         self.outbox.direct = self
         return True
@@ -697,6 +822,7 @@ class ResponseBody:
                 if resp.response_length is not None or getattr(resp, "_omits_body", True):
                     return None
                 self._raw = sock._sock
+                self._chunked = bool(resp.chunked)
                 return resp
         return None
 
@@ -717,8 +843,8 @@ class ResponseBody:
         """
         if not data:
             return True
-        resp, outbox = self._resp, self.outbox
-        chunk = b"%X\r\n%s\r\n" % (len(data), data) if resp.chunked else data
+        outbox = self.outbox
+        chunk = b"%X\r\n%s\r\n" % (len(data), data) if self._chunked else data
         try:
             sent = self._raw.send(chunk)
         except BlockingIOError:
@@ -728,16 +854,155 @@ class ResponseBody:
             outbox.direct = None
             outbox.disconnect()
             return True
-        resp.sent += len(data)
+        if self._resp:
+            self._resp.sent += len(data)
         outbox.direct_at = time.monotonic()
         # One write straight out per wait: what is put next (a burst) is
         # queued and the writer, woken now, sends it in one write; it arms
-        # again when it next waits idle.
+        # again when it next waits idle. A parked stream has no writer to
+        # wake: it arms again on the hub's next turn, unless a burst was
+        # queued by then (which woke it).
         outbox.direct = None
         if sent < len(chunk):
             outbox.tail = chunk[sent:]
+        elif self._parked:
+            _hub().loop.run_callback(self._rearm)
+            return True
         outbox._wake.set()
         return True
+
+    def _rearm(self) -> None:
+        """After a write straight out while parked (the hub's next turn):
+        let the next put write straight out too, if the stream still waits
+        with nothing queued."""
+        outbox = self.outbox
+        if outbox.parked and outbox.direct is None and not (outbox.size or outbox.tail):
+            outbox.direct = self
+
+    def _park(self, frames: _Frames, timeout: float | None) -> None:
+        """Take the connection over from gunicorn's request greenlet, which
+        ends once :meth:`_run` returns: gunicorn then writes no chunked
+        terminator (``chunked`` cleared), keeps no keep-alive (the stream
+        owns the socket until it ends), logs the request (now) and closes a
+        socket object that no longer owns the descriptor (detached; the
+        stream goes on with a plain socket of its own on it). What the
+        stream keeps of the WSGI environ are its plain values (strings and
+        numbers); the request's and the server's objects are freed."""
+        resp, sock = self._resp, self.environ["gunicorn.socket"]
+        resp.chunked = False
+        resp.force_close()
+        fd = sock.detach()
+        raw = _socket.socket(fileno=fd)
+        raw.setblocking(False)
+        self._raw, self._fd = raw, fd
+        self._resp = None
+        self._parked = True
+        self._frames_gen = frames
+        if self._watcher is not None:
+            self._watcher.rebind(raw)
+        self.environ = {k: v for k, v in self.environ.items() if type(v) in (str, int, float, bool)}
+        if not self._idle(timeout):
+            _spawn_raw(self._drive, True)
+
+    def _idle(self, timeout: float | None) -> bool:
+        """Parked and idle: the next wake-up (data, the end, a disconnect)
+        or the heartbeat's timer (*timeout* s) spawns a greenlet that goes
+        on with the frames (:meth:`_drive`). ``False``: woken already."""
+        if not self.outbox.park(self._wake_parked):
+            return False
+        if timeout is not None:
+            self._timer = _hub().loop.timer(max(timeout, 0.0))
+            self._timer.start(self._ping_due)
+        return True
+
+    def _stop_timer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.stop()
+            timer.close()
+
+    def _wake_parked(self) -> None:
+        self._stop_timer()
+        _spawn_raw(self._drive, True)
+
+    def _ping_due(self) -> None:
+        self._stop_timer()
+        if self.outbox.unpark():
+            _spawn_raw(self._drive, False)
+
+    def _drive(self, value: bool | None) -> None:
+        """A parked stream's writer (a greenlet of its own for as long as
+        there is something to write): goes on with the frames, framing them
+        as gunicorn did, until they are idle again or end. A clean end sends
+        the chunked terminator; then the socket is closed and the stream
+        released, as :meth:`close` does for a stream the server ends."""
+        frames, idle = self._frames_gen, False
+        try:
+            while True:
+                try:
+                    item = frames.send(value)
+                except StopIteration:
+                    break
+                if isinstance(item, _Idle):
+                    idle = self._idle(item.timeout)
+                    if idle:
+                        return
+                    value = True
+                    continue
+                value = None
+                if item and self._chunked:
+                    item = b"%X\r\n%s\r\n" % (len(item), item)
+                if item:
+                    self._send_all(item)
+            if self._chunked and not self.outbox.gone:
+                self._send_all(b"0\r\n\r\n")
+        except OSError:
+            self.outbox.disconnect()
+        except Exception:
+            self.outbox.disconnect()
+            logger.exception("flask_streaming: a parked stream failed")
+        finally:
+            if not idle:
+                self._end_parked(frames)
+
+    def _end_parked(self, frames: _Frames) -> None:
+        if self.closed:
+            return
+        self._stop_timer()
+        self.outbox.unpark()
+        self.outbox.direct = None
+        frames.close()
+        self._release()
+        raw = self._raw
+        with contextlib.suppress(OSError):
+            # What the client sent (and nobody reads) would turn the close
+            # into a reset that can discard the stream's last bytes unread.
+            raw.shutdown(socket.SHUT_WR)
+            while raw.recv(65536):
+                pass
+        raw.close()
+
+    def _send_all(self, data: bytes) -> None:
+        """Send framed *data* to the client, all of it (for a parked stream:
+        on its own socket, waiting for room up to ``send_timeout``).
+
+        :raises OSError: the client is gone, or did not read in time.
+        """
+        if not self._parked:
+            self.environ["gunicorn.socket"].sendall(data)
+            return
+        from gevent.socket import wait_write
+
+        view, raw = memoryview(data), self._raw
+        while view:
+            try:
+                view = view[raw.send(view) :]
+            except BlockingIOError:
+                try:
+                    wait_write(self._fd, timeout=self.send_timeout or None)
+                except TimeoutError:
+                    self._cut_off()
+                    raise
 
     def _arm_send_timeout(self) -> bool:
         """Under gevent with a send timeout, give the socket that timeout (a
@@ -764,24 +1029,37 @@ class ResponseBody:
         try:
             wait_write(fd, timeout=self.send_timeout)
         except TimeoutError:
-            outbox = self.outbox
-            outbox.reason = outbox.reason or "send_timeout"
-            outbox.disconnect()
-            with contextlib.suppress(OSError):
-                self.environ["gunicorn.socket"].shutdown(socket.SHUT_RDWR)
+            self._cut_off()
             return False
         return True
 
+    def _socket(self) -> Any:
+        """The client's socket: gunicorn's, or a parked stream's own."""
+        return self._raw if self._parked else self.environ.get("gunicorn.socket")
+
+    def _cut_off(self) -> None:
+        outbox = self.outbox
+        outbox.reason = outbox.reason or "send_timeout"
+        outbox.disconnect()
+        self._shut()
+
     def _shut(self) -> None:
-        """Shut the client's socket (gunicorn), so that no server can end the
+        """Shut the client's socket, so that no server can end the
         response cleanly after a failure."""
-        sock = self.environ.get("gunicorn.socket")
+        sock = self._socket()
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
-        """Called by the server when the response ends, however it ends."""
+        """Called by the server when the response ends, however it ends;
+        ignored once the stream is parked (gunicorn's close then comes at
+        the hand-over: the stream ends later, by itself)."""
+        if self._parked:
+            return
+        self._release()
+
+    def _release(self) -> None:
         if self.closed:
             return
         self.closed = True
@@ -792,7 +1070,7 @@ class ResponseBody:
             outbox.disconnect()
         if self._watcher is not None:
             self._watcher.stop()
-        if self.send_timeout and self.green:
+        if self.send_timeout and self.green and not self._parked:
             set_socket_timeout(self.environ, None)
         if self.producer is not None:
             self.producer.stop()

@@ -9,7 +9,7 @@ import os
 from flask import Flask, Response, request
 
 from flask_streaming import Streaming, subscribe_response
-from flask_streaming.transport import open_stream_count
+from flask_streaming.transport import open_stream_count, parked_stream_count
 
 
 def create_app() -> Flask:
@@ -19,6 +19,8 @@ def create_app() -> Flask:
     app.config["STREAMING_HISTORY_SIZE"] = int(os.environ.get("HISTORY", "1000"))
     app.config["STREAMING_HISTORY_TTL"] = float(os.environ.get("HISTORY_TTL", "3600"))
     app.config["STREAMING_MAX_QUEUE"] = int(os.environ.get("MAX_QUEUE", "1000"))
+    if "PARK_AFTER" in os.environ:
+        app.config["STREAMING_PARK_AFTER"] = float(os.environ["PARK_AFTER"])
     streaming = Streaming(app)
 
     @app.post("/publish/<channel>")
@@ -55,6 +57,7 @@ def create_app() -> Flask:
             "connections": broker.connections,
             "subscribed_channels": len(broker.subscribers),
             "open_streams": open_stream_count(),
+            "parked_streams": parked_stream_count(),
             "greenlets": greenlets,
             "rss_kib": rss,
         }
