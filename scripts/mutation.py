@@ -92,10 +92,12 @@ SLICES = {
             "transport",
             ("flask_streaming/transport.py",),
             ("tests/test_transport_survivors.py", "tests/test_transport_unit.py",
+             "tests/test_parked.py", "tests/test_write_through.py",
              "tests/test_responses.py", "tests/test_sse_wire.py", "tests/test_live_streams.py",
              "tests/test_channels_live.py::test_graceful_shutdown_sends_a_jittered_retry_and_closes"),
             timeout=240.0,
-            note="outbox, heartbeats, flushing, disconnects (live gunicorn tests included)",
+            note="outbox, heartbeats, flushing, disconnects, writes straight to the socket,"
+            " parked streams (live gunicorn tests included)",
         ),
         Slice(
             "brokers",
