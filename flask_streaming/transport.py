@@ -696,9 +696,10 @@ class ResponseBody:
                 value = outbox.wait(park_after if timeout is None else min(timeout, park_after))
                 if value or (timeout is not None and timeout <= park_after):
                     continue
-                self._park(frames, None if timeout is None else timeout - park_after)
-                parked = True
-                return
+                if self._park(frames, None if timeout is None else timeout - park_after):
+                    parked = True
+                    return
+                value = outbox.wait(timeout - park_after if timeout is not None else None)
         except StopIteration:
             return
         finally:
@@ -879,7 +880,7 @@ class ResponseBody:
         if outbox.parked and outbox.direct is None and not (outbox.size or outbox.tail):
             outbox.direct = self
 
-    def _park(self, frames: _Frames, timeout: float | None) -> None:
+    def _park(self, frames: _Frames, timeout: float | None) -> bool:
         """Take the connection over from gunicorn's request greenlet, which
         ends once :meth:`_run` returns: gunicorn then writes no chunked
         terminator (``chunked`` cleared), keeps no keep-alive (the stream
@@ -887,8 +888,11 @@ class ResponseBody:
         socket object that no longer owns the descriptor (detached; the
         stream goes on with a plain socket of its own on it). What the
         stream keeps of the WSGI environ are its plain values (strings and
-        numbers); the request's and the server's objects are freed."""
+        numbers); the request's and the server's objects are freed.
+        ``False`` (nothing changed): the socket is closed already."""
         resp, sock = self._resp, self.environ["gunicorn.socket"]
+        if sock.fileno() < 0:
+            return False
         resp.chunked = False
         resp.force_close()
         fd = sock.detach()
@@ -903,6 +907,7 @@ class ResponseBody:
         self.environ = {k: v for k, v in self.environ.items() if type(v) in (str, int, float, bool)}
         if not self._idle(timeout):
             _spawn_raw(self._drive, True)
+        return True
 
     def _idle(self, timeout: float | None) -> bool:
         """Parked and idle: the next wake-up (data, the end, a disconnect)
