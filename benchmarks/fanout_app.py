@@ -27,6 +27,8 @@ app.config["STREAMING_BROKER_URL"] = os.environ.get("BENCH_BROKER_URL", "memory:
 app.config["STREAMING_MAX_CONNECTIONS"] = int(os.environ.get("BENCH_MAX_CONNECTIONS", "19000"))
 # The load generator is one client address (or a few): no per-client limit.
 app.config["STREAMING_MAX_CONNECTIONS_PER_CLIENT"] = 0
+if "BENCH_PARK_AFTER" in os.environ:  # diagnostics: 0 keeps idle streams unparked
+    app.config["STREAMING_PARK_AFTER"] = float(os.environ["BENCH_PARK_AFTER"])
 if "BENCH_SEND_TIMEOUT" in os.environ:  # diagnostics: 0 turns the send guard off
     app.config["STREAMING_SEND_TIMEOUT"] = float(os.environ["BENCH_SEND_TIMEOUT"])
 streaming = Streaming(app)

@@ -269,6 +269,35 @@ class _Idle:
         self.timeout = timeout
 
 
+#: the last event framed as an HTTP/1.1 chunk, ``(data, chunk)``: one
+#: publish hands the same bytes object to every subscriber, framed once.
+_last_framed: tuple[bytes, bytes] = (b"", b"0\r\n\r\n")
+#: parked streams that wrote straight out during this turn of the hub
+_rearm_pending: list[ResponseBody] = []
+
+
+def _framed(data: bytes) -> bytes:
+    """*data* as one HTTP/1.1 chunk. A fan-out frames each event once, and
+    allocates no object the garbage collector tracks per subscriber: with
+    tens of thousands of subscribers, a collection in the middle of a
+    publish would delay the last of them by a full pass over the heap."""
+    global _last_framed
+    last, chunk = _last_framed
+    if last is not data:
+        chunk = b"%X\r\n%s\r\n" % (len(data), data)
+        _last_framed = (data, chunk)
+    return chunk
+
+
+def _rearm_all() -> None:
+    """The hub's next turn after writes straight out to parked streams:
+    re-arm them all (one callback, not one per stream)."""
+    bodies = _rearm_pending.copy()
+    _rearm_pending.clear()
+    for body in bodies:
+        body._rearm()
+
+
 #: the frames of a stream (:meth:`ResponseBody._frames`)
 _Frames = Generator[bytes | _Idle, bool | None, None]
 
@@ -845,7 +874,7 @@ class ResponseBody:
         if not data:
             return True
         outbox = self.outbox
-        chunk = b"%X\r\n%s\r\n" % (len(data), data) if self._chunked else data
+        chunk = _framed(data) if self._chunked else data
         try:
             sent = self._raw.send(chunk)
         except BlockingIOError:
@@ -867,7 +896,9 @@ class ResponseBody:
         if sent < len(chunk):
             outbox.tail = chunk[sent:]
         elif self._parked:
-            _hub().loop.run_callback(self._rearm)
+            if not _rearm_pending:
+                _hub().loop.run_callback(_rearm_all)
+            _rearm_pending.append(self)
             return True
         outbox._wake.set()
         return True
