@@ -245,18 +245,28 @@ class _GreenWake:
                 timer.close()
 
 
-def _hub() -> Any:
-    from gevent import get_hub
+_get_hub: Any = None
+_spawn: Any = None
 
-    return get_hub()
+
+def _hub() -> Any:
+    global _get_hub
+    if _get_hub is None:  # imported once, not on every call (a fan-out's path)
+        from gevent import get_hub
+
+        _get_hub = get_hub
+    return _get_hub()
 
 
 def _spawn_raw(fn: Callable[..., Any], *args: Any) -> None:
     """Run *fn* in a new plain greenlet on the hub's next turn (it must
     handle its own errors)."""
-    from gevent import spawn_raw
+    global _spawn
+    if _spawn is None:
+        from gevent import spawn_raw
 
-    spawn_raw(fn, *args)
+        _spawn = spawn_raw
+    _spawn(fn, *args)
 
 
 class _Idle:
@@ -274,6 +284,8 @@ class _Idle:
 _last_framed: tuple[bytes, bytes] = (b"", b"0\r\n\r\n")
 #: parked streams that wrote straight out during this turn of the hub
 _rearm_pending: list[ResponseBody] = []
+#: parked streams woken during this turn of the hub
+_wake_pending: list[ResponseBody] = []
 
 
 def _framed(data: bytes) -> bytes:
@@ -287,6 +299,15 @@ def _framed(data: bytes) -> bytes:
         chunk = b"%X\r\n%s\r\n" % (len(data), data)
         _last_framed = (data, chunk)
     return chunk
+
+
+def _flush_woken() -> None:
+    """The hub's next turn after parked streams were woken: flush them all
+    (one callback, not one per stream)."""
+    bodies = _wake_pending.copy()
+    _wake_pending.clear()
+    for body in bodies:
+        body._flush()
 
 
 def _rearm_all() -> None:
@@ -958,6 +979,45 @@ class ResponseBody:
             timer.close()
 
     def _wake_parked(self) -> None:
+        """The resume hook of :meth:`Outbox.park` (from the waker's
+        greenlet): on the hub's next turn, :meth:`_flush` this stream, with
+        every other one woken during this turn (one callback for a whole
+        fan-out)."""
+        if not _wake_pending:
+            _hub().loop.run_callback(_flush_woken)
+        _wake_pending.append(self)
+
+    def _flush(self) -> None:
+        """In the hub, for a parked stream that was woken: when what woke it
+        is queued data and the socket takes all of it at once, send it
+        (framed) and park again, with no greenlet (a burst to thousands of
+        parked subscribers then costs one ``send`` each); otherwise (the
+        end, a disconnect, a full socket) start a writer (:meth:`_drive`)."""
+        outbox = self.outbox
+        if outbox.open and outbox.size and not outbox.tail and not self.closed:
+            data = outbox.drain()
+            chunk = _framed(data) if self._chunked else data
+            try:
+                sent = self._raw.send(chunk)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                outbox.disconnect()
+                sent = -1
+            if sent > 0:
+                outbox.direct_at = time.monotonic()
+            if sent == len(chunk):
+                outbox.clear_wake()
+                if outbox.park(self._wake_parked):
+                    if not outbox.direct:
+                        outbox.direct = self
+                    if self._timer is None and self.ping is not None:
+                        # the heartbeat's timer fired during this turn
+                        self._timer = _hub().loop.timer(self.ping)
+                        self._timer.start(self._ping_due)
+                    return
+            elif sent >= 0:
+                outbox.tail = chunk[sent:]  # the writer sends the rest first
         self._stop_timer()
         _spawn_raw(self._drive, True)
 
@@ -1027,13 +1087,13 @@ class ResponseBody:
         if not self._parked:
             self.environ["gunicorn.socket"].sendall(data)
             return
-        from gevent.socket import wait_write
-
         view, raw = memoryview(data), self._raw
         while view:
             try:
                 view = view[raw.send(view) :]
             except BlockingIOError:
+                from gevent.socket import wait_write
+
                 try:
                     wait_write(self._fd, timeout=self.send_timeout or None)
                 except TimeoutError:

@@ -104,7 +104,8 @@ def test_a_burst_while_parked_arrives_whole_and_in_order() -> None:
     for ev in burst:  # one greenlet, no switch: the first goes straight out
         assert served.outbox.put(ev)
     served.idle()
-    wait_parked(served)  # idle again after the burst: parked again
+    wait_parked(served)  # idle again after the burst: parked again ...
+    assert served.outbox.direct is served.body  # ... and writing straight out
     put_while_idle(served, EVENTS)
     data, _ = dechunk(split_response(served.finish())[1])
     assert data == PRELUDE + b"".join(burst) + b"".join(EVENTS)
@@ -192,6 +193,21 @@ def test_a_write_that_goes_out_half_way_while_parked_keeps_its_rest_first() -> N
     assert data == PRELUDE + big + b"data: after\n\n"
 
 
+def test_a_burst_the_socket_takes_only_half_of_keeps_its_rest_first() -> None:
+    served = Served(park_after=PARK, rcvbuf=4096)
+    served.read_until(1)
+    wait_parked(served)
+    big = b"data: " + b"q" * (8 << 20) + b"\n\n"  # more than the socket takes
+    burst = [b"data: first\n\n", big, b"data: last\n\n"]
+    for ev in burst:  # no switch: the first goes straight out, the rest waits
+        assert served.outbox.put(ev)
+    served.read_until(len(big))
+    served.idle()
+    put_while_idle(served, EVENTS)
+    data, _ = dechunk(split_response(served.finish())[1])
+    assert data == PRELUDE + b"".join(burst) + b"".join(EVENTS)
+
+
 def test_a_client_that_stops_reading_a_parked_stream_is_cut_off() -> None:
     served = Served(park_after=PARK, rcvbuf=4096, send_timeout=0.3)
     served.read_until(1)
@@ -240,6 +256,22 @@ def test_an_event_put_as_the_heartbeat_timer_fires_is_not_held_back() -> None:
     with gevent.Timeout(1.0, AssertionError("the event waits for the heartbeat")):
         while b"data: raced" not in drain(served):
             pass
+    served.finish()
+
+
+def test_heartbeats_go_on_when_the_timer_fires_as_an_event_wakes_the_stream() -> None:
+    served = Served(park_after=PARK, ping=0.3)
+    served.read_until(1)
+    wait_parked(served)
+    body = served.body
+    assert body is not None
+    served.outbox.direct = None  # as just after a write straight out
+    assert served.outbox.put(b"data: woke\n\n")  # wakes it: flushed on the hub's turn
+    body._ping_due()  # the heartbeat's timer fires in the same turn
+    gevent.sleep(1.0)
+    got = drain(served)
+    assert b"data: woke" in got
+    assert got.count(b":\n") >= 2, served.raw  # heartbeats after it, every 0.3 s
     served.finish()
 
 
