@@ -245,3 +245,25 @@ def test_a_stream_leaves_its_connection_with_the_socket_timeout_it_found(
             ports.add(stream.get_extra_info("client_addr")[1])
         assert len(ports) == 1, "the connection was not kept alive"
         assert after.json()["timeout"] == before != 1.5
+
+
+def test_a_producer_at_exactly_high_water_waits_for_room_without_spinning() -> None:
+    """``wait_room`` with exactly ``high_water`` bytes queued waits (a
+    ``>`` for the ``>=`` spins without ever yielding: the hub, and this
+    test, hang)."""
+    import gevent
+
+    outbox = Outbox(high_water=8, green=True)
+    assert outbox.put(b"12345678")
+    done: list[bool] = []
+
+    def produce() -> None:
+        outbox.wait_room()
+        done.append(True)
+
+    producer = gevent.spawn(produce)
+    gevent.sleep(0.05)
+    assert not done, "a producer at high water went on without room"
+    outbox.drain()
+    producer.join(timeout=5)
+    assert done == [True]
