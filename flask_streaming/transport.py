@@ -968,9 +968,14 @@ class ResponseBody:
         if not self.outbox.park(self._wake_parked):
             return False
         if timeout is not None:
-            self._timer = _hub().loop.timer(max(timeout, 0.0))
-            self._timer.start(self._ping_due)
+            self._start_timer(timeout)
         return True
+
+    def _start_timer(self, seconds: float) -> None:
+        """The heartbeat's timer of a parked stream: :meth:`_ping_due` in
+        *seconds*."""
+        self._timer = _hub().loop.timer(max(seconds, 0.0))
+        self._timer.start(self._ping_due)
 
     def _stop_timer(self) -> None:
         timer, self._timer = self._timer, None
@@ -1013,8 +1018,7 @@ class ResponseBody:
                         outbox.direct = self
                     if self._timer is None and self.ping is not None:
                         # the heartbeat's timer fired during this turn
-                        self._timer = _hub().loop.timer(self.ping)
-                        self._timer.start(self._ping_due)
+                        self._start_timer(self.ping)
                     return
             elif sent >= 0:
                 outbox.tail = chunk[sent:]  # the writer sends the rest first

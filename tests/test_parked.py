@@ -23,6 +23,7 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import gevent
 import httpx
@@ -33,7 +34,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from flask_streaming.sse_wire import PING
 from flask_streaming.testing import GunicornServer
-from flask_streaming.transport import open_stream_count, parked_stream_count
+from flask_streaming.transport import ResponseBody, open_stream_count, parked_stream_count
 from tests.served import EVENTS, PRELUDE, WAIT, Served, dechunk, put_while_idle, split_response
 from tests.test_channels_live import Subscriber
 from tests.tls import self_signed_certificate
@@ -42,10 +43,20 @@ PARK = 0.05
 APP = "tests.apps.channels_app:create_app()"
 
 
-def wait_parked(served: Served) -> None:
+def wait_parked(served: Served) -> ResponseBody:
+    """Wait until *served*'s stream is parked; return its body."""
     with gevent.Timeout(WAIT, AssertionError("the stream did not park")):
         while not (served.body is not None and served.body.parked):
             gevent.sleep(0.01)
+    return served.body
+
+
+def parked(**options: Any) -> tuple[Served, ResponseBody]:
+    """A stream served with ``park_after=PARK`` (and *options*), its
+    prelude read, once it is parked."""
+    served = Served(park_after=PARK, **options)
+    served.read_until(1)
+    return served, wait_parked(served)
 
 
 def read_all(served: Served) -> bytes:
@@ -73,11 +84,7 @@ def chunks_so_far(body: bytes) -> bytes:
 
 def test_an_idle_stream_parks_and_its_events_arrive_as_before() -> None:
     before = open_stream_count()
-    served = Served(park_after=PARK)
-    served.read_until(1)
-    wait_parked(served)
-    body = served.body
-    assert body is not None
+    served, body = parked()
     with gevent.Timeout(WAIT):
         served.greenlet.join()  # gunicorn's request greenlet is done ...
     assert served.greenlet.successful(), served.greenlet.exception  # ... cleanly
@@ -97,9 +104,7 @@ def test_an_idle_stream_parks_and_its_events_arrive_as_before() -> None:
 
 
 def test_a_burst_while_parked_arrives_whole_and_in_order() -> None:
-    served = Served(park_after=PARK)
-    served.read_until(1)
-    wait_parked(served)
+    served, _ = parked()
     burst = [b"id: %d\ndata: %s\n\n" % (i, b"x" * (i % 300)) for i in range(500)]
     for ev in burst:  # one greenlet, no switch: the first goes straight out
         assert served.outbox.put(ev)
@@ -149,9 +154,7 @@ def test_a_fan_out_to_parked_streams_leaves_no_object_per_stream_to_collect() ->
 
 
 def test_heartbeats_continue_while_parked_counting_writes_straight_out() -> None:
-    served = Served(park_after=PARK, ping=0.3)
-    served.read_until(1)
-    wait_parked(served)
+    served, _ = parked(ping=0.3)
     # an event every 0.1 s for 0.9 s: no heartbeat is due meanwhile
     for i in range(9):
         assert served.outbox.put(b"data: %d\n\n" % i)
@@ -166,11 +169,7 @@ def test_heartbeats_continue_while_parked_counting_writes_straight_out() -> None
 
 def test_a_client_that_leaves_a_parked_stream_releases_it() -> None:
     closed: list[str | None] = []
-    served = Served(park_after=PARK)
-    served.read_until(1)
-    wait_parked(served)
-    body = served.body
-    assert body is not None
+    served, body = parked()
     body.on_close = (lambda: closed.append(body.reason),)
     served.client.close()  # FIN: the idle watcher sees EOF
     with gevent.Timeout(WAIT, AssertionError("not released")):
@@ -181,9 +180,7 @@ def test_a_client_that_leaves_a_parked_stream_releases_it() -> None:
 
 
 def test_a_write_that_goes_out_half_way_while_parked_keeps_its_rest_first() -> None:
-    served = Served(park_after=PARK, rcvbuf=4096)
-    served.read_until(1)
-    wait_parked(served)
+    served, _ = parked(rcvbuf=4096)
     big = b"data: " + b"y" * (1 << 20) + b"\n\n"
     assert served.outbox.put(big)  # straight out, half-way: the rest waits
     assert served.outbox.put(b"data: after\n\n")
@@ -194,9 +191,7 @@ def test_a_write_that_goes_out_half_way_while_parked_keeps_its_rest_first() -> N
 
 
 def test_a_burst_the_socket_takes_only_half_of_keeps_its_rest_first() -> None:
-    served = Served(park_after=PARK, rcvbuf=4096)
-    served.read_until(1)
-    wait_parked(served)
+    served, _ = parked(rcvbuf=4096)
     big = b"data: " + b"q" * (8 << 20) + b"\n\n"  # more than the socket takes
     burst = [b"data: first\n\n", big, b"data: last\n\n"]
     for ev in burst:  # no switch: the first goes straight out, the rest waits
@@ -209,11 +204,7 @@ def test_a_burst_the_socket_takes_only_half_of_keeps_its_rest_first() -> None:
 
 
 def test_a_client_that_stops_reading_a_parked_stream_is_cut_off() -> None:
-    served = Served(park_after=PARK, rcvbuf=4096, send_timeout=0.3)
-    served.read_until(1)
-    wait_parked(served)
-    body = served.body
-    assert body is not None
+    served, body = parked(rcvbuf=4096, send_timeout=0.3)
     started = time.monotonic()
     with gevent.Timeout(WAIT, AssertionError("not cut off")):
         while not body.closed:
@@ -225,11 +216,7 @@ def test_a_client_that_stops_reading_a_parked_stream_is_cut_off() -> None:
 
 
 def test_a_client_that_stops_reading_in_the_middle_of_an_event_is_cut_off() -> None:
-    served = Served(park_after=PARK, rcvbuf=4096, send_timeout=0.3)
-    served.read_until(1)
-    wait_parked(served)
-    body = served.body
-    assert body is not None
+    served, body = parked(rcvbuf=4096, send_timeout=0.3)
     assert served.outbox.put(b"data: " + b"z" * (8 << 20) + b"\n\n")  # far more than fits
     gevent.sleep(0.1)
     served.read_until(5 << 20)  # room again: the writer sends on, then waits mid-event
@@ -241,11 +228,7 @@ def test_a_client_that_stops_reading_in_the_middle_of_an_event_is_cut_off() -> N
 
 
 def test_an_event_put_as_the_heartbeat_timer_fires_is_not_held_back() -> None:
-    served = Served(park_after=PARK, ping=WAIT * 2)
-    served.read_until(1)
-    wait_parked(served)
-    body = served.body
-    assert body is not None
+    served, body = parked(ping=WAIT * 2)
     # The heartbeat timer fires; before the greenlet it starts runs, a
     # write went straight out and an event is queued (its wake-up finds no
     # one waiting): the writer must send it now, not at the next heartbeat.
@@ -260,11 +243,7 @@ def test_an_event_put_as_the_heartbeat_timer_fires_is_not_held_back() -> None:
 
 
 def test_heartbeats_go_on_when_the_timer_fires_as_an_event_wakes_the_stream() -> None:
-    served = Served(park_after=PARK, ping=0.3)
-    served.read_until(1)
-    wait_parked(served)
-    body = served.body
-    assert body is not None
+    served, body = parked(ping=0.3)
     served.outbox.direct = None  # as just after a write straight out
     assert served.outbox.put(b"data: woke\n\n")  # wakes it: flushed on the hub's turn
     body._ping_due()  # the heartbeat's timer fires in the same turn
@@ -276,9 +255,7 @@ def test_heartbeats_go_on_when_the_timer_fires_as_an_event_wakes_the_stream() ->
 
 
 def test_a_parked_stream_outlives_bytes_the_client_sends() -> None:
-    served = Served(park_after=PARK)
-    served.read_until(1)
-    wait_parked(served)
+    served, _ = parked()
     served.client.sendall(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")  # pipelined: ignored
     gevent.sleep(0.1)
     assert served.body is not None and not served.body.closed
@@ -288,9 +265,7 @@ def test_a_parked_stream_outlives_bytes_the_client_sends() -> None:
 
 
 def test_http_1_0_parked_stream_is_unframed_and_ends_by_closing() -> None:
-    served = Served(park_after=PARK, version="1.0")
-    served.read_until(1)
-    wait_parked(served)
+    served, _ = parked(version="1.0")
     put_while_idle(served, EVENTS)
     served.outbox.finish()
     _, rest = split_response(read_all(served))
@@ -298,9 +273,7 @@ def test_http_1_0_parked_stream_is_unframed_and_ends_by_closing() -> None:
 
 
 def test_a_failed_producer_leaves_a_parked_stream_truncated() -> None:
-    served = Served(park_after=PARK)
-    served.read_until(1)
-    wait_parked(served)
+    served, _ = parked()
     served.outbox.put(b"data: one\n\n")
     served.idle()
     served.outbox.finish("error", error=b"event: stream-error\ndata: x\n\n")
